@@ -41,7 +41,7 @@ func hashSampleConfig() *Config {
 			Upstream: "eeeeeeee-0000-4000-8000-000000000005", Target: "10.0.0.1:80", Weight: 100}},
 		Consumers: []*Consumer{{ID: "11111111-0000-4000-8000-000000000007", Username: hxStr("alice")}},
 		Plugins: []*Plugin{{ID: "22222222-0000-4000-8000-000000000008", Name: "key-auth", Route: hxStr("cccccccc-0000-4000-8000-000000000003"),
-			Config: map[string]any{"key_names": []any{"apikey"}, "hide_credentials": false, "anonymous": nil, "n": json.Number("3")},
+			Config:    map[string]any{"key_names": []any{"apikey"}, "hide_credentials": false, "anonymous": nil, "n": json.Number("3")},
 			Protocols: []string{"grpc", "http"}, Enabled: true}},
 		Certificates:   []*Certificate{{ID: "33333333-0000-4000-8000-000000000009", Cert: "CERT", Key: "KEY"}},
 		SNIs:           []*SNI{{ID: "44444444-0000-4000-8000-00000000000a", Name: "a.example", Certificate: "33333333-0000-4000-8000-000000000009"}},
@@ -75,7 +75,7 @@ func hashLargeConfig(n int) *Config {
 		c.Routes = append(c.Routes, &Route{ID: fmt.Sprintf("%08x-2222-4000-8000-%012x", i, i), CreatedAt: 1765189923,
 			UpdatedAt: 1765189923, Name: hxStr(fmt.Sprintf("route-%d", i)), Protocols: []string{"http", "https"},
 			Methods: []string{"GET", "POST"}, Hosts: []string{fmt.Sprintf("host-%d.example.com", i%100)},
-			Paths: []string{fmt.Sprintf("/api/v1/resource-%d", i), fmt.Sprintf("~/api/v2/items/%d/[a-z]+$", i)},
+			Paths:                   []string{fmt.Sprintf("/api/v1/resource-%d", i), fmt.Sprintf("~/api/v2/items/%d/[a-z]+$", i)},
 			HTTPSRedirectStatusCode: 426, StripPath: true, PathHandling: "v0", RequestBuffering: true, ResponseBuffering: true,
 			Service: &svc, Tags: []string{"team-a", "generated"}})
 	}
