@@ -24,7 +24,7 @@ var (
 	genSegs    = []string{"a", "b", "c", "api", "v1", "users", "x", "ab"}
 	genRegexes = []string{
 		`~/api/v\d+`, `~/users/\d+$`, `~/(a|b)/c`, `~/a|/b`, `~(?i)/A/B`, `~/x/[a-z]+/y`,
-		`~/users/(?<id>\d+)`, `~/ab?/c`, `~/api/v1/users`, `~.*x`,
+		`~/users/(?<id>\d+)`, `~/ab?/c`, `~/api/v1/users`, `~.*x`, `~/(orders|carts)/\d+`, `~/ab[cd]/x`,
 	}
 	genMethods = []string{"GET", "POST", "PUT"}
 	genSNIs    = []string{"s1.test", "*.s.test", "s2.*"}
@@ -102,7 +102,7 @@ func genRequest(rng *rand.Rand) *Request {
 	var path string
 	switch rng.IntN(6) {
 	case 0:
-		path = pick(rng, []string{"/", "/users/12", "/api/v2/x", "/a/c", "/b/c/d", "/A/b", "/x/abc/y", "/ab/c", "/c/x"})
+		path = pick(rng, []string{"/", "/users/12", "/api/v2/x", "/a/c", "/b/c/d", "/A/b", "/x/abc/y", "/ab/c", "/c/x", "/orders/1", "/carts/x", "/abd/x", "/abc/x/y"})
 	case 1:
 		path = genPrefix(rng) + pick(rng, []string{"", "/", "/./a", "/../b", "%2Fz", "%61", "//c", "/%2e%2e/a"})
 	default:
@@ -194,23 +194,49 @@ func TestTrieSplitting(t *testing.T) {
 	}
 }
 
-func TestAnchoredLiteralPrefix(t *testing.T) {
+func TestAnchoredLiteralPrefixes(t *testing.T) {
 	cases := []struct {
-		expr, lit string
-		ok        bool
+		expr string
+		want []string // nil = not indexable
 	}{
-		{`^/users/\d+`, "/users/", true},
-		{`^/api`, "/api", true},
-		{`^/a|/b`, "", false},
-		{`^(?i)/a`, "", false},
-		{`^.*x`, "", false},
-		{`^(/a)`, "", false},
-		{`^/ü/x`, "/ü/x", true},
+		{`^/users/\d+`, []string{"/users/"}},
+		{`^/api`, []string{"/api"}},
+		{`^/a|/b`, nil},
+		{`^(?i)/a`, nil},
+		{`^.*x`, nil},
+		{`^(/a)`, []string{"/a"}},
+		{`^/(orders|carts)/\d+`, []string{"/orders/", "/carts/"}},
+		{`^/ab[cd]/x`, []string{"/abc/x", "/abd/x"}},
+		{`^/v[0-9]+`, []string{"/v"}},
+		{`^/x\w`, []string{"/x"}}, // class too large: the prefix stops before it
+		{`^/(a|b)+/c`, []string{"/"}},
+		{`^/x[a-z]`, []string{"/x"}},
+		{`^/ü/x`, []string{"/ü/x"}},
+		{`^(?:)`, nil},
 	}
 	for _, tc := range cases {
-		lit, ok := anchoredLiteralPrefix(tc.expr)
-		if lit != tc.lit || ok != tc.ok {
-			t.Errorf("anchoredLiteralPrefix(%q) = %q %v", tc.expr, lit, ok)
+		got, ok := anchoredLiteralPrefixes(tc.expr)
+		if ok != (tc.want != nil) || !slices.Equal(got, tc.want) {
+			t.Errorf("anchoredLiteralPrefixes(%q) = %q %v, want %q", tc.expr, got, ok, tc.want)
+		}
+	}
+}
+
+func TestRequiredLiteral(t *testing.T) {
+	cases := map[string]string{
+		`^/.+/legacy5$`:     "/legacy5",
+		`^/users/(\d+)/x`:   "/users/",
+		`^/a|/bcd`:          "",
+		`^(?i)/abc`:         "",
+		`^/x(/abc)`:         "/abc",
+		`^/x(/abc)?`:        "/x",
+		`^/x`:               "/x",
+		`^.*`:               "",
+		`^/(?:ab|cd)/efg/h`: "/efg/h",
+	}
+	for expr, want := range cases {
+		if got := requiredLiteral(expr); got != want {
+			t.Errorf("requiredLiteral(%q) = %q, want %q", expr, got, want)
 		}
 	}
 }

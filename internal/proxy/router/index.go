@@ -17,7 +17,7 @@ import (
 // suffixes (looked up at every '.' of the request host), "x.*" wildcards in a
 // map of prefixes, and routes without hosts (or with unusual wildcards) in
 // one "any host" bucket. Level 2, inside each bucket, is the path: a radix
-// trie keyed by prefix paths (and by the literal prefix of anchored regex
+// trie keyed by prefix paths (and by the literal prefixes of anchored regex
 // paths), plus a list of the other regex routes and one of path-less routes.
 // Small buckets are a flat list, which is faster than a trie walk.
 
@@ -111,17 +111,16 @@ func (b *bucket) build() {
 	for _, c := range b.members {
 		switch {
 		case c.regex:
-			indexed := true
 			for _, re := range c.regexes {
-				lit, ok := anchoredLiteralPrefix(re.String())
+				lits, ok := anchoredLiteralPrefixes(re.String())
 				if !ok {
-					indexed = false
+					// Tried for every path; no need to file the others.
+					b.regex = appendOnce(b.regex, c)
 					break
 				}
-				b.root.insert(lit, c)
-			}
-			if !indexed {
-				b.regex = appendOnce(b.regex, c)
+				for _, lit := range lits {
+					b.root.insert(lit, c)
+				}
 			}
 		case c.prefixes != nil:
 			for _, p := range c.prefixes {
@@ -134,36 +133,139 @@ func (b *bucket) build() {
 	b.members = nil
 }
 
-// anchoredLiteralPrefix returns the literal every match of expr must start
-// with, when expr (as compiled, i.e. "^" + the route's regex) is a
-// concatenation beginning with the start-of-text anchor and a case-sensitive
-// literal. ok=false means "no usable prefix": e.g. "^/a|/b" is an alternation
-// at the top (Kong does not group the user's regex), so it can match "/b"
-// anywhere and must be tried for every path.
-func anchoredLiteralPrefix(expr string) (string, bool) {
+// maxPrefixSet bounds the number of trie keys one regex path is filed under;
+// maxClassExpand the size of a character class expanded into literals (a
+// wider class ends the prefix: filing "/x[a-z]" under 26 keys gains little).
+const (
+	maxPrefixSet   = 16
+	maxClassExpand = 4
+)
+
+// anchoredLiteralPrefixes returns a set of literals such that every match of
+// expr (as compiled, i.e. "^" + the route's regex) starts with one of them,
+// derived from the leading literal / small alternation / small character
+// class parts of an anchored concatenation: "^/users/\d+" → {"/users/"},
+// "^/(orders|carts)/\d+" → {"/orders/", "/carts/"}. ok=false means no
+// usable set (an empty prefix, or a regex that is not anchored as a whole:
+// Kong does not group the user's regex, so "^/a|/b" can match "/b"
+// anywhere); such a regex must be tried for every path.
+func anchoredLiteralPrefixes(expr string) ([]string, bool) {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return "", false
+		return nil, false
 	}
 	re = re.Simplify()
-	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText {
-		return "", false
+	subs := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		subs = re.Sub
 	}
-	lit := re.Sub[1]
-	if lit.Op != syntax.OpLiteral || lit.Flags&syntax.FoldCase != 0 {
-		return "", false
+	if len(subs) < 2 || subs[0].Op != syntax.OpBeginText {
+		return nil, false
 	}
-	var sb strings.Builder
-	for _, r := range lit.Rune {
-		if r == utf8.RuneError || !utf8.ValidRune(r) {
-			return "", false
+	set := []string{""}
+	for _, sub := range subs[1:] {
+		exp, ok := expandFinite(sub, maxPrefixSet)
+		if !ok || len(set)*len(exp) > maxPrefixSet {
+			break
 		}
-		sb.WriteRune(r)
+		next := make([]string, 0, len(set)*len(exp))
+		for _, a := range set {
+			for _, b := range exp {
+				next = append(next, a+b)
+			}
+		}
+		set = next
 	}
-	if sb.Len() == 0 {
-		return "", false
+	for _, p := range set {
+		if p == "" {
+			return nil, false
+		}
 	}
-	return sb.String(), true
+	return set, true
+}
+
+// requiredLiteral returns the longest case-sensitive literal that is a
+// mandatory element of expr's top-level concatenation, so that every match
+// contains it ("" when there is none of at least two bytes).
+func requiredLiteral(expr string) string {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return ""
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat {
+		return ""
+	}
+	best := ""
+	for _, sub := range re.Sub {
+		for sub.Op == syntax.OpCapture {
+			sub = sub.Sub[0]
+		}
+		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 {
+			continue
+		}
+		if lit := string(sub.Rune); len(lit) > len(best) {
+			best = lit
+		}
+	}
+	if len(best) < 2 {
+		return ""
+	}
+	return best
+}
+
+// expandFinite returns every string re can match when that is a finite set of
+// at most limit strings; ok=false otherwise.
+func expandFinite(re *syntax.Regexp, limit int) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpEmptyMatch:
+		return []string{""}, true
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return nil, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpCharClass:
+		var out []string
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				if len(out) >= min(limit, maxClassExpand) || !utf8.ValidRune(r) {
+					return nil, false
+				}
+				out = append(out, string(r))
+			}
+		}
+		return out, len(out) > 0
+	case syntax.OpCapture:
+		return expandFinite(re.Sub[0], limit)
+	case syntax.OpAlternate:
+		var out []string
+		for _, sub := range re.Sub {
+			exp, ok := expandFinite(sub, limit)
+			if !ok || len(out)+len(exp) > limit {
+				return nil, false
+			}
+			out = append(out, exp...)
+		}
+		return out, true
+	case syntax.OpConcat:
+		out := []string{""}
+		for _, sub := range re.Sub {
+			exp, ok := expandFinite(sub, limit)
+			if !ok || len(out)*len(exp) > limit {
+				return nil, false
+			}
+			next := make([]string, 0, len(out)*len(exp))
+			for _, a := range out {
+				for _, b := range exp {
+					next = append(next, a+b)
+				}
+			}
+			out = next
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 func commonPrefixLen(a, b string) int {

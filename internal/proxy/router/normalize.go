@@ -154,9 +154,19 @@ func removeDotSegments(uri string) string {
 	return string(out)
 }
 
-// escapeKeep reports whether Kong's escape() leaves byte c as is: its pattern
+// escapeKeepTable[c] reports whether Kong's escape() leaves byte c as is.
+var escapeKeepTable = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = escapeKeepSlow(byte(c))
+	}
+	return t
+}()
+
+func escapeKeep(c byte) bool { return escapeKeepTable[c] }
+
+// escapeKeepSlow is the definition: Kong's pattern
 // `[^!#$&'()*+,/:;=?@[\]A-Z\d\-_.~%]` is applied case-insensitively.
-func escapeKeep(c byte) bool {
+func escapeKeepSlow(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true

@@ -60,6 +60,7 @@ type compiledRoute struct {
 	headers  []headerMatcher
 	prefixes []string         // prefix paths, all of length prefixLen
 	regexes  []*regexp.Regexp // regex paths, "^"-anchored
+	needs    []string         // per regex: a literal every match contains ("" = none known)
 	base     string           // service.path or "/"
 
 	// Priority in the documented traditional_compatible order (§1.5).
@@ -353,6 +354,7 @@ func compileRoute(r *config.Route, svc *config.Service) ([]*compiledRoute, error
 					return nil, fmt.Errorf("%s: paths: %w", label, err)
 				}
 				gc.regexes = append(gc.regexes, re)
+				gc.needs = append(gc.needs, requiredLiteral(re.String()))
 			}
 		} else {
 			gc.prefixes = g.paths
@@ -425,11 +427,15 @@ func (c *compiledRoute) matchNonPath(q *reqInfo) bool {
 	return true
 }
 
-// matchPath evaluates the path predicate; it returns the matched prefix
-// length (0 for routes without paths).
+// matchPath evaluates the path predicate (true for routes without paths).
 func (c *compiledRoute) matchPath(path string) bool {
 	if c.regex {
-		for _, re := range c.regexes {
+		for i, re := range c.regexes {
+			// The substring test is far cheaper than running the regex and
+			// rejects most paths for regexes the index cannot narrow down.
+			if need := c.needs[i]; need != "" && !strings.Contains(path, need) {
+				continue
+			}
 			if re.MatchString(path) {
 				return true
 			}
@@ -451,8 +457,13 @@ func (c *compiledRoute) matchPath(path string) bool {
 	return false
 }
 
+// match evaluates all predicates, cheapest and most selective first: the
+// prefix-path comparison, then methods/hosts/SNIs/headers, regexes last.
 func (c *compiledRoute) match(q *reqInfo) bool {
-	return c.matchNonPath(q) && c.matchPath(q.path)
+	if c.regex {
+		return c.matchNonPath(q) && c.matchPath(q.path)
+	}
+	return c.matchPath(q.path) && c.matchNonPath(q)
 }
 
 func (h *headerMatcher) match(hs Headers) bool {
