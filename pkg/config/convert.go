@@ -1,0 +1,348 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Conversions between validated generic entities (Admin-API form: foreign
+// keys as {"id": …}) and the typed structs of types.go.
+
+func gStr(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func gStrPtr(m map[string]any, k string) *string {
+	if s, ok := m[k].(string); ok {
+		return &s
+	}
+	return nil
+}
+
+func gInt(m map[string]any, k string) int {
+	n, _ := isInt(m[k])
+	return int(n)
+}
+
+func gInt64(m map[string]any, k string) int64 {
+	n, _ := isInt(m[k])
+	return n
+}
+
+func gIntPtr(m map[string]any, k string) *int {
+	if n, ok := isInt(m[k]); ok {
+		i := int(n)
+		return &i
+	}
+	return nil
+}
+
+func gFloat(m map[string]any, k string) float64 {
+	f, _ := isNumber(m[k])
+	return f
+}
+
+func gBool(m map[string]any, k string) bool {
+	b, _ := m[k].(bool)
+	return b
+}
+
+func gBoolPtr(m map[string]any, k string) *bool {
+	if b, ok := m[k].(bool); ok {
+		return &b
+	}
+	return nil
+}
+
+// gStrs returns nil for null/absent and an empty (non-nil) slice for [],
+// so the export distinguishes them like Kong does.
+func gStrs(m map[string]any, k string) []string {
+	a, ok := asArray(m[k])
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(a))
+	for _, e := range a {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func gMap(m map[string]any, k string) map[string]any {
+	r, _ := asRecord(m[k])
+	return r
+}
+
+// gFK reads a foreign key in either form ({"id": x} or a bare id).
+func gFK(m map[string]any, k string) *string {
+	switch t := m[k].(type) {
+	case string:
+		return &t
+	case map[string]any:
+		if id, ok := t["id"].(string); ok {
+			return &id
+		}
+	}
+	return nil
+}
+
+func gCIDRPorts(m map[string]any, k string) []CIDRPort {
+	a, ok := asArray(m[k])
+	if !ok {
+		return nil
+	}
+	out := make([]CIDRPort, 0, len(a))
+	for _, e := range a {
+		r, _ := e.(map[string]any)
+		if r == nil {
+			continue
+		}
+		out = append(out, CIDRPort{IP: gStrPtr(r, "ip"), Port: gIntPtr(r, "port")})
+	}
+	return out
+}
+
+func gHeaders(m map[string]any, k string) map[string][]string {
+	r, ok := asRecord(m[k])
+	if !ok || m[k] == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(r))
+	for hk := range r {
+		out[hk] = gStrs(r, hk)
+	}
+	return out
+}
+
+func toService(m map[string]any) *Service {
+	return &Service{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Name: gStrPtr(m, "name"), Retries: gInt(m, "retries"), Protocol: gStr(m, "protocol"),
+		Host: gStr(m, "host"), Port: gInt(m, "port"), Path: gStrPtr(m, "path"),
+		ConnectTimeout: gInt(m, "connect_timeout"), WriteTimeout: gInt(m, "write_timeout"),
+		ReadTimeout: gInt(m, "read_timeout"), Tags: gStrs(m, "tags"),
+		ClientCertificate: gFK(m, "client_certificate"), TLSVerify: gBoolPtr(m, "tls_verify"),
+		TLSVerifyDepth: gIntPtr(m, "tls_verify_depth"), CACertificates: gStrs(m, "ca_certificates"),
+		Enabled: gBool(m, "enabled"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toRoute(m map[string]any) *Route {
+	return &Route{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Name: gStrPtr(m, "name"), Protocols: gStrs(m, "protocols"), Methods: gStrs(m, "methods"),
+		Hosts: gStrs(m, "hosts"), Paths: gStrs(m, "paths"), Headers: gHeaders(m, "headers"),
+		HTTPSRedirectStatusCode: gInt(m, "https_redirect_status_code"),
+		RegexPriority:           gInt64(m, "regex_priority"), StripPath: gBool(m, "strip_path"),
+		PathHandling: gStr(m, "path_handling"), PreserveHost: gBool(m, "preserve_host"),
+		RequestBuffering: gBool(m, "request_buffering"), ResponseBuffering: gBool(m, "response_buffering"),
+		SNIs: gStrs(m, "snis"), Sources: gCIDRPorts(m, "sources"), Destinations: gCIDRPorts(m, "destinations"),
+		Tags: gStrs(m, "tags"), Service: gFK(m, "service"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toUpstream(m map[string]any) *Upstream {
+	return &Upstream{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Name: gStr(m, "name"), Algorithm: gStr(m, "algorithm"), HashOn: gStr(m, "hash_on"),
+		HashFallback: gStr(m, "hash_fallback"), HashOnHeader: gStrPtr(m, "hash_on_header"),
+		HashFallbackHeader: gStrPtr(m, "hash_fallback_header"), HashOnCookie: gStrPtr(m, "hash_on_cookie"),
+		HashOnCookiePath: gStr(m, "hash_on_cookie_path"), HashOnQueryArg: gStrPtr(m, "hash_on_query_arg"),
+		HashFallbackQueryArg: gStrPtr(m, "hash_fallback_query_arg"), HashOnURICapture: gStrPtr(m, "hash_on_uri_capture"),
+		HashFallbackURICapture: gStrPtr(m, "hash_fallback_uri_capture"), Slots: gInt(m, "slots"),
+		Healthchecks: gMap(m, "healthchecks"), Tags: gStrs(m, "tags"), HostHeader: gStrPtr(m, "host_header"),
+		ClientCertificate: gFK(m, "client_certificate"), UseSrvName: gBool(m, "use_srv_name"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toTarget(m map[string]any) *Target {
+	up := ""
+	if p := gFK(m, "upstream"); p != nil {
+		up = *p
+	}
+	return &Target{
+		ID: gStr(m, "id"), CreatedAt: gFloat(m, "created_at"), UpdatedAt: gFloat(m, "updated_at"),
+		Upstream: up, Target: gStr(m, "target"), Weight: gInt(m, "weight"), Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toConsumer(m map[string]any) *Consumer {
+	return &Consumer{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Username: gStrPtr(m, "username"), CustomID: gStrPtr(m, "custom_id"), Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toPlugin(m map[string]any) *Plugin {
+	cfg := gMap(m, "config")
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	return &Plugin{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Name: gStr(m, "name"), InstanceName: gStrPtr(m, "instance_name"), Route: gFK(m, "route"),
+		Service: gFK(m, "service"), Consumer: gFK(m, "consumer"), Config: cfg,
+		Protocols: gStrs(m, "protocols"), Enabled: gBool(m, "enabled"), Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toCertificate(m map[string]any) *Certificate {
+	return &Certificate{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Cert: gStr(m, "cert"), Key: gStr(m, "key"), CertAlt: gStrPtr(m, "cert_alt"), KeyAlt: gStrPtr(m, "key_alt"),
+		Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toSNI(m map[string]any) *SNI {
+	c := ""
+	if p := gFK(m, "certificate"); p != nil {
+		c = *p
+	}
+	return &SNI{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Name: gStr(m, "name"), Certificate: c, Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toCACertificate(m map[string]any) *CACertificate {
+	return &CACertificate{
+		ID: gStr(m, "id"), CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+		Cert: gStr(m, "cert"), CertDigest: gStrPtr(m, "cert_digest"), Tags: gStrs(m, "tags"), WsID: gStr(m, "ws_id"),
+	}
+}
+
+func toWorkspace(m map[string]any) *Workspace {
+	return &Workspace{
+		ID: gStr(m, "id"), Name: gStr(m, "name"), Comment: gStrPtr(m, "comment"),
+		Config: gMap(m, "config"), Meta: gMap(m, "meta"),
+		CreatedAt: gInt64(m, "created_at"), UpdatedAt: gInt64(m, "updated_at"),
+	}
+}
+
+// addTyped appends a validated entity to the typed config.
+func (c *Config) addTyped(coll string, m map[string]any) {
+	switch coll {
+	case CollServices:
+		c.Services = append(c.Services, toService(m))
+	case CollRoutes:
+		c.Routes = append(c.Routes, toRoute(m))
+	case CollUpstreams:
+		c.Upstreams = append(c.Upstreams, toUpstream(m))
+	case CollTargets:
+		c.Targets = append(c.Targets, toTarget(m))
+	case CollConsumers:
+		c.Consumers = append(c.Consumers, toConsumer(m))
+	case CollPlugins:
+		c.Plugins = append(c.Plugins, toPlugin(m))
+	case CollCertificates:
+		c.Certificates = append(c.Certificates, toCertificate(m))
+	case CollSNIs:
+		c.SNIs = append(c.SNIs, toSNI(m))
+	case CollCACertificates:
+		c.CACertificates = append(c.CACertificates, toCACertificate(m))
+	case CollWorkspaces:
+		c.Workspaces = append(c.Workspaces, toWorkspace(m))
+	}
+}
+
+// genericOf turns a typed entity into generic JSON values (numbers as int64
+// or float64, like the decoders produce).
+func genericOf(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, err
+	}
+	m, ok := normalizeNumbers(raw).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%T is not an object", v)
+	}
+	return m, nil
+}
+
+func normalizeNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		return numberValue(string(t))
+	case map[string]any:
+		for k, e := range t {
+			t[k] = normalizeNumbers(e)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = normalizeNumbers(e)
+		}
+		return t
+	}
+	return v
+}
+
+// typedRows lists a typed config's core entities as generic maps in
+// Admin-API form (foreign keys as {"id": …}), per collection, in
+// topological order.
+func (c *Config) typedRows() ([]string, map[string][]map[string]any, error) {
+	order := []string{CollWorkspaces, CollConsumers, CollCertificates, CollCACertificates, CollServices,
+		CollRoutes, CollSNIs, CollUpstreams, CollTargets, CollPlugins}
+	out := map[string][]map[string]any{}
+	add := func(coll string, v any) error {
+		m, err := genericOf(v)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", coll, err)
+		}
+		for _, f := range schemas[coll].foreignFields() {
+			if s, ok := m[f.Name].(string); ok {
+				m[f.Name] = map[string]any{"id": s}
+			}
+		}
+		out[coll] = append(out[coll], m)
+		return nil
+	}
+	var err error
+	each := func(coll string, n int, get func(i int) any) {
+		for i := 0; i < n && err == nil; i++ {
+			if v := get(i); v != nil {
+				err = add(coll, v)
+			}
+		}
+	}
+	each(CollWorkspaces, len(c.Workspaces), func(i int) any { return nilIfNil(c.Workspaces[i]) })
+	each(CollConsumers, len(c.Consumers), func(i int) any { return nilIfNil(c.Consumers[i]) })
+	each(CollCertificates, len(c.Certificates), func(i int) any { return nilIfNil(c.Certificates[i]) })
+	each(CollCACertificates, len(c.CACertificates), func(i int) any { return nilIfNil(c.CACertificates[i]) })
+	each(CollServices, len(c.Services), func(i int) any { return nilIfNil(c.Services[i]) })
+	each(CollRoutes, len(c.Routes), func(i int) any { return nilIfNil(c.Routes[i]) })
+	each(CollSNIs, len(c.SNIs), func(i int) any { return nilIfNil(c.SNIs[i]) })
+	each(CollUpstreams, len(c.Upstreams), func(i int) any { return nilIfNil(c.Upstreams[i]) })
+	each(CollTargets, len(c.Targets), func(i int) any { return nilIfNil(c.Targets[i]) })
+	each(CollPlugins, len(c.Plugins), func(i int) any { return nilIfNil(c.Plugins[i]) })
+	return order, out, err
+}
+
+// nilIfNil turns a typed nil pointer into an untyped nil.
+func nilIfNil[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+func sortedCollections(m map[string][]map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
