@@ -156,7 +156,8 @@ type rawEnt struct {
 	inline   bool // an inline record in a foreign field: validated, not created
 	out      map[string]any
 	resolved map[string]string
-	failed   bool // has errors (phase 1 or 2)
+	failed   bool            // has errors (phase 1 or 2)
+	skipRefs map[string]bool // inline records that already failed validation
 }
 
 type parser struct {
@@ -686,6 +687,10 @@ func (p *parser) inline(owner *rawEnt, f *field, m map[string]any) {
 	_, t := sch.validateEntity(m, modeInsert)
 	if !t.empty() {
 		owner.failed = true
+		if owner.skipRefs == nil {
+			owner.skipRefs = map[string]bool{}
+		}
+		owner.skipRefs[f.Name] = true
 		addErr(p.p1, e.kpath, t)
 		for _, fe := range t.flatten("") {
 			p.errs1 = append(p.errs1, e.entityError(p, fe.Field, fe.Msg))
@@ -888,7 +893,7 @@ func (p *parser) resolve() {
 				}
 				continue
 			}
-			if rv == nil {
+			if rv == nil || e.skipRefs[fk.name] {
 				continue
 			}
 			var key, shown string
@@ -987,6 +992,10 @@ func (p *parser) build() *Config {
 			row[k] = v
 		}
 		row["id"] = e.id
+		if v, has := row["ttl"]; has && v == nil {
+			// Kong accepts `ttl: ~` on credentials and does not store it.
+			delete(row, "ttl")
+		}
 		if id, ok := e.resolved["consumer"]; ok {
 			row["consumer"] = id
 		} else if rv, has := e.refs["consumer"]; has {
