@@ -240,3 +240,32 @@ func TestRequiredLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentMatch: a Router is shared by all proxy goroutines (run with
+// -race).
+func TestConcurrentMatch(t *testing.T) {
+	r, err := New(genConfig(rand.New(rand.NewPCG(9, 9)), 300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		go func(seed uint64) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			for i := 0; i < 500; i++ {
+				req := genRequest(rng)
+				var m, ml Match
+				if ok, okl := r.Match(req, &m), r.matchLinear(req, &ml); ok != okl || !sameMatch(&m, &ml) {
+					errs <- fmt.Sprintf("mismatch for %+v", req)
+					return
+				}
+			}
+			errs <- ""
+		}(uint64(g))
+	}
+	for g := 0; g < 4; g++ {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
