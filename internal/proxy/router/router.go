@@ -44,7 +44,11 @@ type Request struct {
 	Headers Headers
 }
 
-// Match is the result of a successful match.
+// Match is the result of a successful match. To avoid copies its strings
+// may share memory with Request.Path (e.g. NormalizedPath, StrippedPrefix,
+// Captures, and UpstreamPath when it equals the request path): a caller that
+// passes unsafe views of reusable buffers must copy them before reusing the
+// buffers.
 type Match struct {
 	Route   *config.Route
 	Service *config.Service // nil => the route has no service (proxy answers 503)
