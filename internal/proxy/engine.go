@@ -132,6 +132,14 @@ func (e *Engine) Apply(cfg *config.Config, hash string) error {
 	}
 	e.apply.Lock()
 	defer e.apply.Unlock()
+	// Plugins first: "plugins are not supported" is the actionable error
+	// even when a plugin's own config would not validate either.
+	if err := checkPlugins(cfg); err != nil {
+		return fmt.Errorf("apply config %s: %w", hash, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("apply config %s: %w", hash, err)
+	}
 	st, err := e.compile(cfg, hash)
 	if err != nil {
 		return fmt.Errorf("apply config %s: %w", hash, err)

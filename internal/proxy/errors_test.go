@@ -34,7 +34,7 @@ func TestResponseTypeNegotiation(t *testing.T) {
 		{"text/plain; charset=utf-8", mimePlain},
 		{"text/html;level=1;q=0.4, application/xml", mimeXML},
 		{"text/plain;q=0.900, text/html;q=0.9", mimePlain}, // equal q: the first wins
-		{"Text/HTML", mimeJSON},                             // Lua table keys are case-sensitive
+		{"Text/HTML", mimeJSON},                            // Lua table keys are case-sensitive
 		{"garbage", mimeJSON},
 	}
 	for _, c := range cases {

@@ -15,11 +15,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/kongfb/kongfb/pkg/config"
 )
 
 func sp(s string) *string { return &s }
-func bp(b bool) *bool     { return &b }
+
+// uid maps a short test name to a stable UUID (Kong ids must be UUIDs).
+func uid(name string) string {
+	if _, err := uuid.Parse(name); err == nil {
+		return name
+	}
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("kongfb-proxy-test/"+name)).String()
+}
+func bp(b bool) *bool { return &b }
 
 // cfgBuilder assembles a config.Config with Kong's defaults filled in.
 type cfgBuilder struct{ c *config.Config }
@@ -27,7 +37,7 @@ type cfgBuilder struct{ c *config.Config }
 func newCfg() *cfgBuilder { return &cfgBuilder{c: &config.Config{FormatVersion: "3.0"}} }
 
 func (b *cfgBuilder) service(id, name, host string, port int, mod ...func(*config.Service)) *cfgBuilder {
-	s := &config.Service{ID: id, Protocol: "http", Host: host, Port: port, Retries: 5,
+	s := &config.Service{ID: uid(id), Protocol: "http", Host: host, Port: port, Retries: 5,
 		ConnectTimeout: 60000, WriteTimeout: 60000, ReadTimeout: 60000, Enabled: true}
 	if name != "" {
 		s.Name = sp(name)
@@ -40,13 +50,13 @@ func (b *cfgBuilder) service(id, name, host string, port int, mod ...func(*confi
 }
 
 func (b *cfgBuilder) route(id, name, service string, paths []string, mod ...func(*config.Route)) *cfgBuilder {
-	r := &config.Route{ID: id, Protocols: []string{"http", "https"}, Paths: paths, StripPath: true,
+	r := &config.Route{ID: uid(id), Protocols: []string{"http", "https"}, Paths: paths, StripPath: true,
 		PathHandling: "v0", HTTPSRedirectStatusCode: 426, RequestBuffering: true, ResponseBuffering: true}
 	if name != "" {
 		r.Name = sp(name)
 	}
 	if service != "" {
-		r.Service = sp(service)
+		r.Service = sp(uid(service))
 	}
 	for _, m := range mod {
 		m(r)
@@ -56,7 +66,7 @@ func (b *cfgBuilder) route(id, name, service string, paths []string, mod ...func
 }
 
 func (b *cfgBuilder) upstream(id, name string, mod ...func(*config.Upstream)) *cfgBuilder {
-	u := &config.Upstream{ID: id, Name: name, Algorithm: "round-robin", HashOn: "none", HashFallback: "none",
+	u := &config.Upstream{ID: uid(id), Name: name, Algorithm: "round-robin", HashOn: "none", HashFallback: "none",
 		HashOnCookiePath: "/", Slots: 10000}
 	for _, m := range mod {
 		m(u)
@@ -66,7 +76,7 @@ func (b *cfgBuilder) upstream(id, name string, mod ...func(*config.Upstream)) *c
 }
 
 func (b *cfgBuilder) target(id, upstream, target string, weight int) *cfgBuilder {
-	b.c.Targets = append(b.c.Targets, &config.Target{ID: id, Upstream: upstream, Target: target, Weight: weight,
+	b.c.Targets = append(b.c.Targets, &config.Target{ID: uid(id), Upstream: uid(upstream), Target: target, Weight: weight,
 		CreatedAt: float64(len(b.c.Targets))})
 	return b
 }
@@ -78,14 +88,14 @@ func (b *cfgBuilder) plugin(p *config.Plugin) *cfgBuilder {
 
 // upstreamServer is a test upstream that records what it received.
 type upstreamServer struct {
-	name  string
-	srv   *httptest.Server
-	host  string
-	port  int
-	hits  atomic.Int64
-	mu    sync.Mutex
-	last  *http.Request
-	body  []byte
+	name string
+	srv  *httptest.Server
+	host string
+	port int
+	hits atomic.Int64
+	mu   sync.Mutex
+	last *http.Request
+	body []byte
 }
 
 // echo is the JSON an echo upstream answers.
@@ -145,6 +155,12 @@ func startProxy(t testing.TB, opts Options, cfg *config.Config) *proxyUnderTest 
 			t.Fatalf("apply: %v", err)
 		}
 	}
+	return startProxyEngine(t, e)
+}
+
+// startProxyEngine serves e on a fresh 127.0.0.1 port until the test ends.
+func startProxyEngine(t testing.TB, e *Engine) *proxyUnderTest {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

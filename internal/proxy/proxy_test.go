@@ -222,8 +222,8 @@ func TestDebugHeaders(t *testing.T) {
 		route("r2", "", "", []string{"/noservice"}).c
 	p := startProxy(t, Options{AllowDebugHeader: true}, cfg)
 	r := p.get(t, "/d", map[string]string{"Kong-Debug": "1"})
-	want := map[string]string{"Kong-Route-Id": "r1", "Kong-Route-Name": "route-name",
-		"Kong-Service-Id": "s1", "Kong-Service-Name": "svc-name"}
+	want := map[string]string{"Kong-Route-Id": uid("r1"), "Kong-Route-Name": "route-name",
+		"Kong-Service-Id": uid("s1"), "Kong-Service-Name": "svc-name"}
 	for k, v := range want {
 		if got := r.header.Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
@@ -234,7 +234,7 @@ func TestDebugHeaders(t *testing.T) {
 		t.Errorf("debug headers without Kong-Debug")
 	}
 	r = p.get(t, "/noservice", map[string]string{"Kong-Debug": "1"})
-	if r.status != 503 || r.header.Get("Kong-Route-Id") != "r2" || r.header.Get("Kong-Route-Name") != "" ||
+	if r.status != 503 || r.header.Get("Kong-Route-Id") != uid("r2") || r.header.Get("Kong-Route-Name") != "" ||
 		r.header.Get("Kong-Service-Id") != "" {
 		t.Errorf("route without service: %d %v", r.status, r.header)
 	}

@@ -126,9 +126,6 @@ func checkPlugins(cfg *config.Config) error {
 // compile builds the state for cfg. Nothing it does is visible to traffic
 // until the engine swaps the result in.
 func (e *Engine) compile(cfg *config.Config, hash string) (*state, error) {
-	if err := checkPlugins(cfg); err != nil {
-		return nil, err
-	}
 	rt, err := router.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
