@@ -1,0 +1,315 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kongfb/kongfb/internal/cp"
+	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/internal/dp"
+)
+
+func init() { registerServe(newServeCPCommand) }
+
+// Default listeners of `serve cp`. The Admin API default is Kong's. The status
+// API defaults to Kong's kong.conf status port 8007, not 8100 (the Kong
+// images' and kongfb's data-plane default), so a CP and a DP can run on one
+// host with their defaults.
+const (
+	defaultCPAdminListen  = "127.0.0.1:8001"
+	defaultCPStatusListen = "127.0.0.1:8007"
+)
+
+// serveCPOptions are the settings of `kongfb serve cp`.
+type serveCPOptions struct {
+	AdminListen     string
+	StatusListen    string
+	Database        string
+	Prefix          string
+	PGHost          string
+	PGPort          int
+	PGUser          string
+	PGPassword      string
+	PGDatabase      string
+	PGSchema        string
+	PGDSN           string
+	AdminToken      string
+	NodeID          string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+
+	Logger *slog.Logger
+	// Ready, if set, is called once every listener is bound (tests listen on
+	// port 0 and learn the ports here).
+	Ready func(serveCPAddrs)
+}
+
+// serveCPAddrs are the bound addresses of a running control plane.
+type serveCPAddrs struct {
+	Admin  []string
+	Status []string
+}
+
+// serveCPEnv maps flags to Kong's environment names.
+var serveCPEnv = [][2]string{
+	{"admin-listen", "KONG_ADMIN_LISTEN"},
+	{"status-listen", "KONG_STATUS_LISTEN"},
+	{"database", "KONG_DATABASE"},
+	{"prefix", "KONG_PREFIX"},
+	{"pg-host", "KONG_PG_HOST"},
+	{"pg-port", "KONG_PG_PORT"},
+	{"pg-user", "KONG_PG_USER"},
+	{"pg-password", "KONG_PG_PASSWORD"},
+	{"pg-database", "KONG_PG_DATABASE"},
+	{"pg-schema", "KONG_PG_SCHEMA"},
+	{"admin-token", "KONG_ADMIN_TOKEN"},
+	{"node-id", "KONG_NODE_ID"},
+}
+
+// serveCPTestHook lets tests adjust the options before the command runs.
+var serveCPTestHook func(*serveCPOptions)
+
+func newServeCPCommand(a *app) *cobra.Command {
+	o := serveCPOptions{}
+	shutdown := nginxDuration(cp.DefaultShutdownTimeout)
+	cmd := &cobra.Command{
+		Use:   "cp",
+		Short: "Run a control plane: Kong's Admin API over SQLite or PostgreSQL",
+		Long: `Run a control plane. It serves a Kong 3.9-compatible Admin API (decK, go-kong
+and curl work unchanged) over a SQLite file or a PostgreSQL database, and
+Kong's status API.
+
+Database:
+  sqlite     (default) one file, <prefix>/kongfb.db. A new file is created and
+             bootstrapped on first start; nothing else to set up.
+  postgres   shared by several control planes. Bootstrap the schema first
+             with 'kongfb migrations bootstrap' (same --pg-* settings).
+
+Security: the Admin API can rewrite the whole gateway. It listens on
+127.0.0.1 by default; before binding it elsewhere set an admin token
+(--admin-token or, better, KONG_ADMIN_TOKEN, which stays out of 'ps'): every
+request must then carry it in the Kong-Admin-Token header. Without a token on
+a non-loopback address kongfb starts but logs a warning.
+
+Status API (--status-listen, default 127.0.0.1:8007 so that a data plane on
+the same host can keep Kong's 8100):
+  GET /status         Kong's shape, with database.reachable
+  GET /status/ready   200 when the database answers, else 503
+
+Signals: SIGTERM/SIGINT stop accepting and finish in-flight requests
+(--shutdown-timeout), then exit 0.
+
+Listen values use kong.conf's syntax: "ip:port [flags][, ...]"; flags such as
+reuseport and backlog=N are accepted and ignored, ssl is refused.`,
+		Example: `  # a local control plane on SQLite (creates ./kongfb-data/kongfb.db)
+  kongfb serve cp
+
+  # PostgreSQL with Kong's environment names
+  KONG_DATABASE=postgres KONG_PG_HOST=db KONG_PG_PASSWORD=secret kongfb migrations bootstrap
+  KONG_DATABASE=postgres KONG_PG_HOST=db KONG_PG_PASSWORD=secret \
+    KONG_ADMIN_TOKEN=s3cr3t KONG_ADMIN_LISTEN=0.0.0.0:8001 kongfb serve cp
+
+  # then, e.g.
+  deck gateway sync kong.yaml --kong-addr http://127.0.0.1:8001`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := kongEnvDefaults(a, cmd, serveCPEnv); err != nil {
+				return err
+			}
+			o.ShutdownTimeout = time.Duration(shutdown)
+			o.Logger = a.logger()
+			o.LogLevel = a.global.LogLevel
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			go func() { <-ctx.Done(); stop() }()
+			if serveCPTestHook != nil {
+				serveCPTestHook(&o)
+			}
+			return runServeCP(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.AdminListen, "admin-listen", defaultCPAdminListen, `Admin API listeners, kong.conf syntax ("ip:port [flags], ...") [KONG_ADMIN_LISTEN]`)
+	f.StringVar(&o.StatusListen, "status-listen", defaultCPStatusListen, `status API listeners ("ip:port, ..." or "off") [KONG_STATUS_LISTEN]`)
+	f.StringVar(&o.Database, "database", store.BackendSQLite, "database backend: sqlite or postgres [KONG_DATABASE]")
+	f.StringVar(&o.Prefix, "prefix", store.DefaultPrefix, "data directory (SQLite file, node id) [KONG_PREFIX]")
+	f.StringVar(&o.PGHost, "pg-host", "127.0.0.1", "PostgreSQL host [KONG_PG_HOST]")
+	f.IntVar(&o.PGPort, "pg-port", 5432, "PostgreSQL port [KONG_PG_PORT]")
+	f.StringVar(&o.PGUser, "pg-user", "kong", "PostgreSQL user [KONG_PG_USER]")
+	f.StringVar(&o.PGPassword, "pg-password", "", "PostgreSQL password; prefer the environment variable [KONG_PG_PASSWORD]")
+	f.StringVar(&o.PGDatabase, "pg-database", "kong", "PostgreSQL database [KONG_PG_DATABASE]")
+	f.StringVar(&o.PGSchema, "pg-schema", "", "PostgreSQL schema holding kongfb's tables (default: the server's) [KONG_PG_SCHEMA]")
+	f.StringVar(&o.PGDSN, "pg-dsn", "", "PostgreSQL connection string or URL, instead of the --pg-* fields [KONGFB_PG_DSN]")
+	f.StringVar(&o.AdminToken, "admin-token", "", "require this token in the Kong-Admin-Token header; prefer the environment variable [KONG_ADMIN_TOKEN]")
+	f.StringVar(&o.NodeID, "node-id", "", "node id reported by GET / (default: generated once, kept in <prefix>/node_id) [KONG_NODE_ID]")
+	f.Var(&shutdown, "shutdown-timeout", "how long SIGTERM waits for in-flight Admin API requests")
+	return cmd
+}
+
+// runServeCP runs a control plane until ctx is cancelled. Errors are
+// *ExitError: 2 for bad settings, 1 for a database or listener failure.
+func runServeCP(ctx context.Context, o serveCPOptions) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	adminListens, err := dp.ParseListen("admin_listen", o.AdminListen)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	if len(adminListens) == 0 {
+		return &ExitError{Code: ExitUsage, Err: errors.New("admin_listen: a control plane needs an Admin API listener (\"off\" is not allowed)")}
+	}
+	statusListens, err := dp.ParseListen("status_listen", o.StatusListen)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	for _, l := range append(append([]dp.Listen{}, adminListens...), statusListens...) {
+		if len(l.Ignored) > 0 {
+			log.Debug("ignoring listen flags kongfb has no use for", "address", l.Addr, "flags", l.Ignored)
+		}
+	}
+
+	scfg := store.Config{
+		Database: o.Database,
+		Prefix:   o.Prefix,
+		Logger:   log,
+		Postgres: store.PostgresConfig{
+			DSN: o.PGDSN, Host: o.PGHost, Port: o.PGPort, User: o.PGUser,
+			Password: o.PGPassword, Database: o.PGDatabase, Schema: o.PGSchema,
+		},
+	}
+	backend := strings.ToLower(o.Database)
+	switch backend {
+	case "", "sqlite", "sqlite3":
+		backend = store.BackendSQLite
+		// A newcomer's first start creates and bootstraps the SQLite file.
+		// An existing file with pending migrations is left to `kongfb
+		// migrations up`: upgrading a database stays a deliberate step.
+		if _, err := os.Stat(filepath.Join(o.Prefix, store.SQLiteFile)); errors.Is(err, os.ErrNotExist) {
+			scfg.AutoMigrate = true
+			if err := os.MkdirAll(o.Prefix, 0o700); err != nil {
+				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("create prefix %s: %w", o.Prefix, err)}
+			}
+			log.Info("creating a new SQLite database", "path", filepath.Join(o.Prefix, store.SQLiteFile))
+		}
+	case "postgres", "postgresql", "pg":
+		backend = store.BackendPostgres
+	case "off":
+		return &ExitError{Code: ExitUsage, Err: errors.New("database=off: a control plane needs a database (sqlite or postgres); for DB-less use 'kongfb serve dp --declarative'")}
+	default:
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("database %q: want sqlite or postgres", o.Database)}
+	}
+
+	st, err := store.Open(ctx, scfg)
+	if err != nil {
+		if errors.Is(err, store.ErrNotBootstrapped) || errors.Is(err, store.ErrPendingMigrations) {
+			cmd := "up"
+			if errors.Is(err, store.ErrNotBootstrapped) {
+				cmd = "bootstrap"
+			}
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%w\nthe control plane never changes a database schema by itself: run `kongfb migrations %s` with the same --database/--pg-* settings, then start it again", err, cmd)}
+		}
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("closing the store", "err", err)
+		}
+	}()
+
+	nodeID := o.NodeID
+	if nodeID == "" {
+		if nodeID, err = cp.NodeID(o.Prefix); err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+	}
+	hostname, _ := os.Hostname()
+	srv, err := cp.New(cp.Options{
+		Store:           st,
+		AdminListen:     listenAddrs(adminListens),
+		StatusListen:    listenAddrs(statusListens),
+		Token:           o.AdminToken,
+		NodeID:          nodeID,
+		Hostname:        hostname,
+		Configuration:   cpConfiguration(o, backend, st),
+		ShutdownTimeout: o.ShutdownTimeout,
+		Logger:          log,
+	})
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	if err := srv.Listen(); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	log.Info("control plane started", "admin_listen", srv.AdminAddrs(), "status_listen", srv.StatusAddrs(),
+		"database", st.Backend(), "location", st.Location(), "node_id", nodeID, "admin_token", o.AdminToken != "")
+	if o.Ready != nil {
+		o.Ready(serveCPAddrs{Admin: srv.AdminAddrs(), Status: srv.StatusAddrs()})
+	}
+	if err := srv.Serve(ctx); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	log.Info("control plane stopped")
+	return nil
+}
+
+func listenAddrs(ls []dp.Listen) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Addr
+	}
+	return out
+}
+
+// cpConfiguration is what GET / reports under "configuration", in
+// kong.conf's names and types (decK decodes `database` as a string). The
+// admin token is not listed; the pg password is masked by the Admin API.
+func cpConfiguration(o serveCPOptions, backend string, st store.Store) map[string]any {
+	split := func(v string) []any {
+		out := []any{}
+		if strings.EqualFold(strings.TrimSpace(v), "off") {
+			return out
+		}
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	prefix, _ := filepath.Abs(o.Prefix)
+	c := map[string]any{
+		"role":          "control_plane",
+		"database":      backend,
+		"prefix":        prefix,
+		"admin_listen":  split(o.AdminListen),
+		"status_listen": split(o.StatusListen),
+		"plugins":       []any{"bundled"},
+		"router_flavor": "traditional_compatible",
+		"log_level":     o.LogLevel,
+	}
+	if backend == store.BackendPostgres {
+		c["pg_host"] = o.PGHost
+		c["pg_port"] = o.PGPort
+		c["pg_user"] = o.PGUser
+		c["pg_database"] = o.PGDatabase
+		c["pg_password"] = o.PGPassword
+		if o.PGSchema != "" {
+			c["pg_schema"] = o.PGSchema
+		}
+	} else {
+		c["sqlite_path"] = st.Location()
+	}
+	return c
+}
