@@ -107,7 +107,7 @@ func openPostgres(ctx context.Context, p PostgresConfig, poll time.Duration, log
 	d := &pgDriver{pool: pool, listen: pc.ConnConfig.Copy(), loc: loc, schema: p.Schema, poll: poll, log: log}
 	if err := d.ping(ctx); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("postgres %s: %w", loc, err)
 	}
 	return d, nil
 }
