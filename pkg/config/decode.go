@@ -57,9 +57,13 @@ type positions map[string]pos
 // when the generic tree is walked recursively later on.
 const maxDecodeDepth = 512
 
-// maxAliasNodes bounds the number of nodes produced by expanding YAML
-// aliases ("billion laughs"). Real configurations stay far below it.
-const maxAliasNodes = 4_000_000
+// Expanding YAML aliases can multiply a small document ("billion laughs").
+// The converter allows aliasNodeBase nodes plus aliasNodesPerByte per input
+// byte, far above what real configurations (even alias-heavy ones) need.
+const (
+	aliasNodeBase     = 200_000
+	aliasNodesPerByte = 2
+)
 
 type docFormat int
 
@@ -136,6 +140,30 @@ type jsonDecoder struct {
 	dec   *json.Decoder
 	pos   positions
 	depth int
+	// Incremental line/column tracking: value offsets only grow, so the
+	// position is advanced from the previous one instead of rescanning
+	// the input from the start (which would be quadratic on big exports).
+	lastOff          int64
+	lastLine, lastCo int
+}
+
+func (d *jsonDecoder) lineColAt(off int64) (int, int) {
+	if off < d.lastOff || d.lastLine == 0 {
+		d.lastOff, d.lastLine, d.lastCo = 0, 1, 1
+	}
+	if off > int64(len(d.data)) {
+		off = int64(len(d.data))
+	}
+	for _, b := range d.data[d.lastOff:off] {
+		if b == '\n' {
+			d.lastLine++
+			d.lastCo = 1
+		} else {
+			d.lastCo++
+		}
+	}
+	d.lastOff = off
+	return d.lastLine, d.lastCo
 }
 
 func decodeJSON(data []byte, filename string) (any, positions, error) {
@@ -196,7 +224,7 @@ func (d *jsonDecoder) value(path string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, c := lineCol(d.data, start)
+	l, c := d.lineColAt(start)
 	d.pos[path] = pos{l, c}
 	switch t := tok.(type) {
 	case json.Delim:
@@ -278,9 +306,10 @@ var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 var yamlColRe = regexp.MustCompile(`^yaml: line (\d+): column (\d+): (.*)$`)
 
 type yamlConverter struct {
-	file  string
-	pos   positions
-	nodes int
+	file     string
+	pos      positions
+	nodes    int
+	maxNodes int
 }
 
 func decodeYAML(data []byte, filename string) (v any, p positions, err error) {
@@ -295,12 +324,12 @@ func decodeYAML(data []byte, filename string) (v any, p positions, err error) {
 	if uerr := yaml.Unmarshal(data, &root); uerr != nil {
 		return nil, nil, yamlSyntaxError(filename, uerr)
 	}
-	c := &yamlConverter{file: filename, pos: positions{}}
+	c := &yamlConverter{file: filename, pos: positions{}, maxNodes: aliasNodeBase + aliasNodesPerByte*len(data)}
 	if root.Kind == 0 || len(root.Content) == 0 {
 		// An empty document is YAML null.
 		return nil, c.pos, nil
 	}
-	v, err = c.convert(root.Content[0], "", 0)
+	v, err = c.convert(root.Content[0], "", 0, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -329,15 +358,17 @@ func (c *yamlConverter) errAt(n *yaml.Node, format string, args ...any) error {
 	return &SyntaxError{File: c.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, error) {
+// convert builds the generic value of n. inAlias is set below an alias:
+// positions are then not recorded (they would all point at the anchor).
+func (c *yamlConverter) convert(n *yaml.Node, path string, depth int, inAlias bool) (any, error) {
 	c.nodes++
-	if c.nodes > maxAliasNodes {
+	if c.nodes > c.maxNodes {
 		return nil, c.errAt(n, "document too large after expanding aliases")
 	}
 	if depth > maxDecodeDepth {
 		return nil, c.errAt(n, "document nested too deeply")
 	}
-	if _, seen := c.pos[path]; !seen || n.Kind != yaml.AliasNode {
+	if !inAlias {
 		c.pos[path] = pos{n.Line, n.Column}
 	}
 	switch n.Kind {
@@ -345,12 +376,12 @@ func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, erro
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return c.convert(n.Content[0], path, depth+1)
+		return c.convert(n.Content[0], path, depth+1, inAlias)
 	case yaml.AliasNode:
 		if n.Alias == nil {
 			return nil, c.errAt(n, "unknown anchor")
 		}
-		return c.convert(n.Alias, path, depth+1)
+		return c.convert(n.Alias, path, depth+1, true)
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -358,7 +389,7 @@ func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, erro
 			if kn.Kind == yaml.ScalarNode && kn.Tag == "!!merge" {
 				// `<<: *anchor` merges the anchored mapping(s) in; explicit
 				// keys of this mapping win (YAML 1.1 merge key semantics).
-				if err := c.merge(m, vn, path, depth); err != nil {
+				if err := c.merge(m, vn, path, depth, inAlias); err != nil {
 					return nil, err
 				}
 				continue
@@ -367,7 +398,7 @@ func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, erro
 			if err != nil {
 				return nil, err
 			}
-			v, err := c.convert(vn, joinPath(path, key), depth+1)
+			v, err := c.convert(vn, c.sub(path, key, inAlias), depth+1, inAlias)
 			if err != nil {
 				return nil, err
 			}
@@ -377,7 +408,7 @@ func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, erro
 	case yaml.SequenceNode:
 		a := make([]any, 0, len(n.Content))
 		for i, e := range n.Content {
-			v, err := c.convert(e, joinPath(path, strconv.Itoa(i)), depth+1)
+			v, err := c.convert(e, c.sub(path, strconv.Itoa(i), inAlias), depth+1, inAlias)
 			if err != nil {
 				return nil, err
 			}
@@ -390,7 +421,15 @@ func (c *yamlConverter) convert(n *yaml.Node, path string, depth int) (any, erro
 	return nil, c.errAt(n, "unsupported YAML node")
 }
 
-func (c *yamlConverter) merge(m map[string]any, vn *yaml.Node, path string, depth int) error {
+// sub is the path of a child; below an alias paths are not needed.
+func (c *yamlConverter) sub(path, seg string, inAlias bool) string {
+	if inAlias {
+		return ""
+	}
+	return joinPath(path, seg)
+}
+
+func (c *yamlConverter) merge(m map[string]any, vn *yaml.Node, path string, depth int, inAlias bool) error {
 	var sources []*yaml.Node
 	target := vn
 	if target.Kind == yaml.AliasNode && target.Alias != nil {
@@ -405,7 +444,7 @@ func (c *yamlConverter) merge(m map[string]any, vn *yaml.Node, path string, dept
 		return c.errAt(vn, "map merge requires a mapping or a list of mappings")
 	}
 	for _, s := range sources {
-		v, err := c.convert(s, path, depth+1)
+		v, err := c.convert(s, path, depth+1, true)
 		if err != nil {
 			return err
 		}

@@ -343,13 +343,6 @@ func (p *parser) run(doc any) (*Config, error) {
 	for _, e := range p.ents {
 		p.validate(e)
 	}
-	for _, e := range p.ents {
-		p.assignID(e)
-	}
-	// Errors found before the ids existed name the entity by its id now.
-	for i := range p.errs1 {
-		p.errs1[i].EntityID = p.idForError(p.errs1[i])
-	}
 	p.register()
 	p.resolve()
 	p.uniqueFields()
@@ -364,23 +357,6 @@ func (p *parser) run(doc any) (*Config, error) {
 		return nil, &ValidationError{File: p.file, Errors: errs, Fields: kf}
 	}
 	return p.build(), nil
-}
-
-func (p *parser) idForError(ee EntityError) string {
-	if ee.EntityID != "" {
-		return ee.EntityID
-	}
-	for _, e := range p.ents {
-		if e.input != nil && ee.Entity != nil && sameMap(e.input, ee.Entity) {
-			return e.id
-		}
-	}
-	return ""
-}
-
-// sameMap compares map identity (the same underlying map).
-func sameMap(a, b map[string]any) bool {
-	return fmt.Sprintf("%p", a) == fmt.Sprintf("%p", b)
 }
 
 func (p *parser) topLevel(root map[string]any) {
@@ -599,6 +575,9 @@ func (p *parser) collect(coll string, m map[string]any, parent *rawEnt, parentFK
 		}
 		e.data[k] = v
 	}
+	// The id is known before the children are walked: they may need it
+	// (cache keys of nested entities use the parent's id).
+	p.assignID(e)
 	if !field1.empty() {
 		addErr(p.p1, kpath, field1)
 		for _, fe := range field1.flatten("") {
