@@ -168,3 +168,30 @@ func TestOpenDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestSQLiteFileMode(t *testing.T) {
+	cfg := storetest.SQLiteConfig(t)
+	if _, err := store.Bootstrap(ctxFor(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(ctxFor(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Insert(ctxFor(t), "services", storetest.Service("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{store.SQLiteFile, store.SQLiteFile + "-wal"} {
+		fi, err := os.Stat(filepath.Join(cfg.Prefix, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s mode %v: readable by others", name, fi.Mode())
+		}
+	}
+	if fi, err := os.Stat(cfg.Prefix); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory mode: %v %v", fi.Mode(), err)
+	}
+}

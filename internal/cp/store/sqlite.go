@@ -63,6 +63,16 @@ func openSQLite(path string, create bool, poll time.Duration) (*sqliteDriver, er
 		if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory %s: %w", filepath.Dir(abs), err)
 		}
+		// The database holds private keys and credentials: create it
+		// owner-only (SQLite would use 0644; its -wal and -shm files copy
+		// the database file's mode).
+		f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create sqlite database %s: %w", abs, err)
+		}
+		if f != nil {
+			_ = f.Close()
+		}
 	} else if err != nil {
 		return nil, unavailable(fmt.Errorf("sqlite database %s: %w", abs, err))
 	}
