@@ -42,6 +42,8 @@ type Config struct {
 	// migrations instead of failing with ErrNotBootstrapped /
 	// ErrPendingMigrations.
 	AutoMigrate bool
+	// SQLiteBusyTimeout overrides DefaultSQLiteBusyTimeout.
+	SQLiteBusyTimeout time.Duration
 	// PollInterval overrides DefaultPollInterval.
 	PollInterval time.Duration
 	// Logger receives the store's diagnostics (default slog.Default()).
@@ -140,7 +142,7 @@ func (c Config) String() string {
 func openDriver(ctx context.Context, c Config, create bool) (driver, error) {
 	switch c.Database {
 	case BackendSQLite:
-		return openSQLite(c.SQLitePath, create, c.PollInterval)
+		return openSQLite(c.SQLitePath, create, c.PollInterval, c.SQLiteBusyTimeout)
 	case BackendPostgres:
 		return openPostgres(ctx, c.Postgres, c.PollInterval, c.Logger)
 	}

@@ -28,7 +28,7 @@ type pgDriver struct {
 	listen *pgx.ConnConfig
 	loc    string
 	schema string // configured schema ("" = server default search_path)
-	scope  string // current_schema(), the NOTIFY payload prefix
+	scope  string // the schema in use, the NOTIFY payload prefix
 	poll   time.Duration
 	log    *slog.Logger
 }
@@ -105,9 +105,25 @@ func openPostgres(ctx context.Context, p PostgresConfig, poll time.Duration, log
 		poll = DefaultPollInterval
 	}
 	d := &pgDriver{pool: pool, listen: pc.ConnConfig.Copy(), loc: loc, schema: p.Schema, poll: poll, log: log}
-	if err := d.ping(ctx); err != nil {
+	// The schema names this store in NOTIFY payloads, which tells apart the
+	// notifications of several stores in one database (e.g. tests).
+	d.scope = p.Schema
+	err = d.run(ctx, nil, func(q querier) error {
+		var s *string
+		if err := q.QueryRow(ctx, "SELECT current_schema()").Scan(&s); err != nil {
+			return err
+		}
+		if d.scope == "" && s != nil {
+			d.scope = *s
+		}
+		return nil
+	})
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres %s: %w", loc, err)
+	}
+	if d.scope == "" {
+		d.scope = "public"
 	}
 	return d, nil
 }
@@ -280,41 +296,17 @@ func (d *pgDriver) copyRows(ctx context.Context, q querier, table string, cols [
 func (d *pgDriver) jsonArg(b []byte) any { return string(b) }
 
 func (d *pgDriver) notify(ctx context.Context, q querier, version uint64) error {
-	if err := q.Exec(ctx, "SELECT pg_notify(?, ?)", notifyChannel, d.scopeName()+" "+strconv.FormatUint(version, 10)); err != nil {
+	if err := q.Exec(ctx, "SELECT pg_notify(?, ?)", notifyChannel, d.scope+" "+strconv.FormatUint(version, 10)); err != nil {
 		return fmt.Errorf("notify config change: %w", err)
 	}
 	return nil
-}
-
-var scopeMu sync.Mutex
-
-// scopeName is the schema this store lives in, which tells apart the
-// notifications of several stores in one database (e.g. tests).
-func (d *pgDriver) scopeName() string {
-	scopeMu.Lock()
-	defer scopeMu.Unlock()
-	if d.scope == "" {
-		if d.schema != "" {
-			d.scope = d.schema
-		} else {
-			var s *string
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := d.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&s); err == nil && s != nil {
-				d.scope = *s
-			} else {
-				return "public"
-			}
-		}
-	}
-	return d.scope
 }
 
 // watch LISTENs on a dedicated connection, and polls every poll interval
 // as well: after a reconnect, when a notification could have been missed,
 // and as the fallback while LISTEN cannot be set up.
 func (d *pgDriver) watch(ctx context.Context, poll func(), publish func(uint64)) {
-	scope := d.scopeName()
+	scope := d.scope
 	backoff := d.poll
 	for ctx.Err() == nil {
 		conn, err := pgx.ConnectConfig(ctx, d.listen)

@@ -17,9 +17,9 @@ import (
 // SQLiteFile is the database file name inside the data directory (prefix).
 const SQLiteFile = "kongfb.db"
 
-// sqliteBusyTimeout is how long a write waits for another process holding
-// the write lock before the store reports ErrUnavailable.
-const sqliteBusyTimeout = 10 * time.Second
+// DefaultSQLiteBusyTimeout is how long a write waits for another process
+// holding the write lock before the store reports ErrUnavailable.
+const DefaultSQLiteBusyTimeout = 10 * time.Second
 
 // sqliteDriver keeps two pools on the same file: one connection for writes
 // (SQLite allows one writer; BEGIN IMMEDIATE takes the lock up front so two
@@ -32,10 +32,10 @@ type sqliteDriver struct {
 	poll time.Duration
 }
 
-func sqliteDSN(path string, write bool) string {
+func sqliteDSN(path string, write bool, busy time.Duration) string {
 	var b strings.Builder
 	b.WriteString(path)
-	fmt.Fprintf(&b, "?_pragma=busy_timeout(%d)", sqliteBusyTimeout.Milliseconds())
+	fmt.Fprintf(&b, "?_pragma=busy_timeout(%d)", busy.Milliseconds())
 	if write {
 		// FULL: a commit is on disk (WAL fsynced) before the write is
 		// acknowledged; config writes are rare, durability matters more.
@@ -48,7 +48,10 @@ func sqliteDSN(path string, write bool) string {
 
 // openSQLite opens the database file. With create=false a missing file is
 // reported as ErrNotBootstrapped instead of being created empty.
-func openSQLite(path string, create bool, poll time.Duration) (*sqliteDriver, error) {
+func openSQLite(path string, create bool, poll, busy time.Duration) (*sqliteDriver, error) {
+	if busy <= 0 {
+		busy = DefaultSQLiteBusyTimeout
+	}
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite path %q: must not contain '?'", path)
 	}
@@ -76,7 +79,7 @@ func openSQLite(path string, create bool, poll time.Duration) (*sqliteDriver, er
 	} else if err != nil {
 		return nil, unavailable(fmt.Errorf("sqlite database %s: %w", abs, err))
 	}
-	wdb, err := sql.Open("sqlite", sqliteDSN(abs, true))
+	wdb, err := sql.Open("sqlite", sqliteDSN(abs, true, busy))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", abs, err)
 	}
@@ -89,7 +92,7 @@ func openSQLite(path string, create bool, poll time.Duration) (*sqliteDriver, er
 		wdb.Close()
 		return nil, classifySQLite(fmt.Errorf("open sqlite %s: %w", abs, err))
 	}
-	rdb, err := sql.Open("sqlite", sqliteDSN(abs, false))
+	rdb, err := sql.Open("sqlite", sqliteDSN(abs, false, busy))
 	if err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", abs, err)
