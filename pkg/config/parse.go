@@ -158,6 +158,23 @@ type rawEnt struct {
 	resolved map[string]string
 	failed   bool            // has errors (phase 1 or 2)
 	skipRefs map[string]bool // inline records that already failed validation
+	ord      int             // document order (index in parser.ents)
+}
+
+// orderedErr is an error with the document order of its entity, so the
+// final list groups errors per entity in document order.
+type orderedErr struct {
+	ord int
+	EntityError
+}
+
+func sortedErrs(list []orderedErr) []EntityError {
+	sort.SliceStable(list, func(i, j int) bool { return list[i].ord < list[j].ord })
+	out := make([]EntityError, len(list))
+	for i, e := range list {
+		out[i] = e.EntityError
+	}
+	return out
 }
 
 type parser struct {
@@ -165,8 +182,8 @@ type parser struct {
 	pos      positions
 	ents     []*rawEnt
 	p1, p2   *errTree
-	errs1    []EntityError
-	errs2    []EntityError
+	errs1    []orderedErr // schema phase
+	errs2    []orderedErr // uniqueness and reference phase
 	extra    map[string][]map[string]any
 	export   bool
 	byID     map[string]map[string]*rawEnt
@@ -259,10 +276,10 @@ func (p *parser) posOf(path string) (int, int) {
 func (p *parser) docError(kpath []pathSeg, docPath, field, msg string) {
 	addErr(p.p1, kpath, leaf(msg))
 	l, c := p.posOf(docPath)
-	p.errs1 = append(p.errs1, EntityError{Field: field, Message: msg, Line: l, Column: c})
+	p.errs1 = append(p.errs1, orderedErr{-1, EntityError{Field: field, Message: msg, Line: l, Column: c}})
 }
 
-func (e *rawEnt) entityError(p *parser, field, msg string) EntityError {
+func (e *rawEnt) entityError(p *parser, field, msg string) orderedErr {
 	ee := EntityError{EntityType: e.singular(), EntityID: e.id, EntityName: e.name(), EntityTags: e.tags(),
 		Field: field, Message: msg, Entity: e.input}
 	ee.Line, ee.Column = p.posOf(e.docPath)
@@ -275,7 +292,7 @@ func (e *rawEnt) entityError(p *parser, field, msg string) EntityError {
 			ee.Line, ee.Column = l, c
 		}
 	}
-	return ee
+	return orderedErr{e.ord, ee}
 }
 
 func (e *rawEnt) singular() string {
@@ -352,8 +369,10 @@ func (p *parser) run(doc any) (*Config, error) {
 		if fields.empty() {
 			fields = p.p2
 		}
+		// Fields mirrors Kong, which stops after the schema phase when it
+		// failed; Errors lists both phases.
 		kf, _ := fields.kong().(map[string]any)
-		errs := append(append([]EntityError{}, p.errs1...), p.errs2...)
+		errs := append(sortedErrs(p.errs1), sortedErrs(p.errs2)...)
 		return nil, &ValidationError{File: p.file, Errors: errs, Fields: kf}
 	}
 	return p.build(), nil
@@ -506,7 +525,9 @@ func (p *parser) walkList(coll string, v any, parent *rawEnt, parentFK, docPath 
 					p.errs1 = append(p.errs1, parent.entityError(p, coll+"."+strconv.Itoa(i+1), "expected a record"))
 					parent.failed = true
 				} else {
-					p.errs1 = append(p.errs1, EntityError{EntityType: strings.TrimSuffix(coll, "s"), Field: coll + "." + strconv.Itoa(i+1), Message: "expected a record"})
+					l, c := p.posOf(ePath)
+					p.errs1 = append(p.errs1, orderedErr{len(p.ents), EntityError{EntityType: strings.TrimSuffix(coll, "s"),
+						Field: coll + "." + strconv.Itoa(i+1), Message: "expected a record", Line: l, Column: c}})
 				}
 				addErr(p.p1, eK, leaf("expected a record"))
 				continue
@@ -521,7 +542,7 @@ func (p *parser) walkList(coll string, v any, parent *rawEnt, parentFK, docPath 
 func (p *parser) collect(coll string, m map[string]any, parent *rawEnt, parentFK string, idx int, docPath string, kpath []pathSeg) *rawEnt {
 	e := &rawEnt{coll: coll, sch: schemas[coll], cred: credentialSchemas[coll], input: m,
 		data: map[string]any{}, refs: map[string]any{}, parent: parent, parentFK: parentFK,
-		idx: idx, docPath: docPath, kpath: kpath}
+		idx: idx, docPath: docPath, kpath: kpath, ord: len(p.ents)}
 	if parent != nil {
 		e.ws = parent.ws
 	}
@@ -662,7 +683,7 @@ func isInlineRecord(m map[string]any) bool {
 func (p *parser) inline(owner *rawEnt, f *field, m map[string]any) {
 	sch := schemas[f.Reference]
 	e := &rawEnt{coll: f.Reference, sch: sch, input: m, data: m, refs: map[string]any{},
-		docPath: joinPath(owner.docPath, f.Name), kpath: appendPath(owner.kpath, segKey(f.Name)), inline: true}
+		docPath: joinPath(owner.docPath, f.Name), kpath: appendPath(owner.kpath, segKey(f.Name)), inline: true, ord: owner.ord}
 	_, t := sch.validateEntity(m, modeInsert)
 	if !t.empty() {
 		owner.failed = true
