@@ -552,15 +552,17 @@ func (b *balancer) pick(in *pickInput) (*peer, error) {
 	}
 	// Any peer available at all? (Also the upstream threshold: below
 	// `threshold` percent of healthy weight the whole upstream is down.)
-	healthyW, n := 0, 0
-	for _, p := range s.peers {
-		if b.eligible(p, in.now) {
-			healthyW += p.weight
-			n++
+	if b.passive.enabled {
+		healthyW, n := 0, 0
+		for _, p := range s.peers {
+			if b.eligible(p, in.now) {
+				healthyW += p.weight
+				n++
+			}
 		}
-	}
-	if n == 0 || b.passive.threshold > 0 && float64(healthyW)*100 < b.passive.threshold*float64(s.total) {
-		return nil, errNoPeer
+		if n == 0 || b.passive.threshold > 0 && float64(healthyW)*100 < b.passive.threshold*float64(s.total) {
+			return nil, errNoPeer
+		}
 	}
 	switch b.algo {
 	case algoConsistentHashing:

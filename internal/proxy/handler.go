@@ -82,6 +82,7 @@ type scratch struct {
 	xff    []byte
 	via    []byte
 	fpath  []byte
+	phost  []byte
 	uri    []byte
 	hash   []byte
 	num    []byte
@@ -340,10 +341,8 @@ func (e *Engine) proxy(sc *scratch, path, query []byte, hasQuery bool) {
 	if hasQuery {
 		sc.uri = append(append(sc.uri, '?'), query...)
 	}
-	var preservedHost []byte
 	if rs.preserveHost && ss.https {
-		preservedHost = append(sc.num[:0], h.Host()...)
-		sc.num = preservedHost
+		sc.phost = append(sc.phost[:0], h.Host()...)
 	}
 
 	// Now rewrite the request in place: fasthttp sends ctx.Request as is.
@@ -409,15 +408,17 @@ func (e *Engine) proxy(sc *scratch, path, query []byte, hasQuery bool) {
 		if try == 0 {
 			firstSend = now
 		}
+		// TLS SNI: the host part of the Host header sent (nginx
+		// proxy_ssl_name $upstream_host), none for an IP.
 		sni := ""
 		if !rs.preserveHost {
 			hh := p.hostHeader(ss.https)
 			h.SetHost(hh)
-			if ss.https && !isIPLiteral(p.host) {
-				sni = p.host
+			if ss.https {
+				sni = sniFromHost(hh)
 			}
 		} else if ss.https {
-			sni = sniFromHost(b2s(preservedHost))
+			sni = sniFromHost(b2s(sc.phost))
 		}
 		if len(sc.body) > 0 {
 			req.SetBodyStream(bytes.NewReader(sc.body), len(sc.body))

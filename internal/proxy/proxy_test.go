@@ -179,6 +179,58 @@ func TestProxyBodies(t *testing.T) {
 	}
 }
 
+func TestProxyChunkedAndClosingUpstream(t *testing.T) {
+	up := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/close" {
+			w.Header().Set("Connection", "close")
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(w, "part%d;", i)
+			w.(http.Flusher).Flush() // chunked transfer encoding
+		}
+	})
+	cfg := newCfg().service("s1", "", up.host, up.port).route("r1", "", "s1", []string{"/"}, func(r *config.Route) { r.StripPath = false }).c
+	p := startProxy(t, Options{}, cfg)
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	// Several requests on one client connection: an upstream closing its
+	// connection must not close the client's.
+	for i, path := range []string{"/chunked", "/close", "/chunked", "/close"} {
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b := new(strings.Builder)
+		if _, err := bufio.NewReader(resp.Body).WriteTo(b); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if b.String() != "part0;part1;part2;" || resp.Close || len(resp.TransferEncoding) > 1 {
+			t.Fatalf("request %d: %q close=%v te=%v", i, b.String(), resp.Close, resp.TransferEncoding)
+		}
+	}
+}
+
+func TestProxyLargeUpstreamHeader(t *testing.T) {
+	big := strings.Repeat("v", 20000)
+	up := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big", big)
+		fmt.Fprint(w, "ok")
+	})
+	cfg := newCfg().service("s1", "", up.host, up.port).route("r1", "", "s1", []string{"/"}).c
+	p := startProxy(t, Options{}, cfg)
+	r := p.get(t, "/", nil)
+	if r.status != 200 || r.header.Get("X-Big") != big {
+		t.Errorf("20 kB response header: %d, %d bytes", r.status, len(r.header.Get("X-Big")))
+	}
+}
+
 func TestProxyHEAD(t *testing.T) {
 	up := newUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "1234")

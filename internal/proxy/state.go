@@ -42,7 +42,6 @@ type serviceState struct {
 	svc            *config.Service
 	bal            *balancer
 	https          bool
-	grpc           bool // grpc/grpcs: not proxied over HTTP/1.1
 	profile        *clientProfile
 	connectTimeout time.Duration
 	writeTimeout   time.Duration
@@ -258,9 +257,10 @@ func (e *Engine) compileService(s *config.Service, balancers map[string]*balance
 	case "", "http":
 	case "https":
 		ss.https = true
-	case "grpc", "grpcs":
-		ss.grpc = true
+	case "grpcs":
+		ss.https = true
 	default:
+		// grpc: kongfb speaks HTTP/1.1 upstream (no gRPC/HTTP/2 proxying);
 		// tcp/tls/udp services are only reachable from stream routes,
 		// which kongfb's HTTP proxy does not serve.
 	}
