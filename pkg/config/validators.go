@@ -230,6 +230,10 @@ func validateRoutePath(v any) string {
 		if !strings.HasPrefix(re, "/") {
 			return "should start with: / (fixed path) or ~/ (regex path)"
 		}
+		// Kong's match_none applies to regex paths as well.
+		if strings.Contains(p, "//") {
+			return "must not have empty segments"
+		}
 		if err := compileRouteRegex(re); err != nil {
 			return fmt.Sprintf("invalid regex: '%s' (%s)", re, err.Error())
 		}
