@@ -121,7 +121,9 @@ type routeFunc func(w http.ResponseWriter, r *http.Request, segs []string)
 // counting, panic recovery and the admin token check.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, route routeFunc) {
 	h.serveHeaders(w, r, func(w http.ResponseWriter, r *http.Request, segs []string) {
-		if h.opts.Token != "" && !tokenMatches(r.Header.Get(TokenHeader), h.opts.Token) {
+		// OPTIONS answers only which methods a path allows; browsers send
+		// CORS preflights without custom headers, so it needs no token.
+		if h.opts.Token != "" && r.Method != http.MethodOptions && !tokenMatches(r.Header.Get(TokenHeader), h.opts.Token) {
 			writeJSON(w, http.StatusUnauthorized, msgUnauthorized)
 			return
 		}

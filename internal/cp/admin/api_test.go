@@ -534,6 +534,7 @@ func TestAdminToken(t *testing.T) {
 	anon := &apiClient{t: t, base: api.base}
 	anon.do("GET", "/", nil).expect(401).body(`{"message":"Invalid credentials. Token or User credentials required"}`)
 	anon.do("POST", "/services", map[string]any{"host": "x.test"}).expect(401)
+	anon.do("OPTIONS", "/services", nil).expect(204)
 	wrong := &apiClient{t: t, base: api.base, token: "s3cre"}
 	wrong.do("GET", "/services", nil).expect(401)
 	// The status listener needs no token (read-only, Kong's status_listen).
