@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -231,6 +233,59 @@ func TestConnectTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
 		t.Errorf("two tries of 100ms took %v", d)
+	}
+}
+
+// TestServeTLS: a crypto/tls listener serves https: https-only routes
+// proxy, X-Forwarded-Proto is https and the SNI takes part in routing.
+func TestServeTLS(t *testing.T) {
+	up := newUpstream(t, "a", nil)
+	certSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	tlsCfg := certSrv.TLS.Clone()
+	certSrv.Close()
+	cfg := newCfg().service("s", "", up.host, up.port).
+		route("r", "", "s", []string{"/secure"}, func(r *config.Route) { r.Protocols = []string{"https"} }).
+		route("r-sni", "", "s", []string{"/sni"}, func(r *config.Route) {
+			r.Protocols = []string{"https"}
+			r.SNIs = []string{"sni.example"}
+		}).c
+	e := New(Options{})
+	if err := e.Apply(cfg, "h"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.Serve(tls.NewListener(ln, tlsCfg)) }()
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	client := func(sni string) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: sni}}}
+	}
+	resp, err := client("").Get("https://" + ln.Addr().String() + "/secure/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e1 echo
+	decodeInto(t, resp, &e1)
+	if got := http.Header(e1.Headers).Get("X-Forwarded-Proto"); got != "https" || e1.URI != "/x" {
+		t.Errorf("over TLS: proto %q uri %q", got, e1.URI)
+	}
+	resp, err = client("other.example").Get("https://" + ln.Addr().String() + "/sni")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("wrong SNI matched: %d", resp.StatusCode)
+	}
+	resp, err = client("sni.example").Get("https://" + ln.Addr().String() + "/sni")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("SNI route: %d", resp.StatusCode)
 	}
 }
 
