@@ -263,7 +263,7 @@ func TestHashOnCookieSetsCookie(t *testing.T) {
 	p := startProxy(t, Options{}, cfg)
 	r := p.get(t, "/", nil)
 	sc := r.header.Get("Set-Cookie")
-	if !strings.HasPrefix(sc, "kongfb-sticky=") || !strings.Contains(sc, "Path=/app") {
+	if !strings.HasPrefix(sc, "kongfb-sticky=") || !strings.HasSuffix(sc, "; Path=/app; Same-Site=Lax; HttpOnly") {
 		t.Fatalf("Set-Cookie %q", sc)
 	}
 	val := strings.TrimPrefix(strings.SplitN(sc, ";", 2)[0], "kongfb-sticky=")

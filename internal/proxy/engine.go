@@ -3,6 +3,23 @@
 // upstream/downstream headers, Kong's error bodies, retries and timeouts,
 // load balancing with passive health checks) on top of fasthttp, and swaps
 // configurations atomically without failing in-flight requests.
+//
+// Where kongfb knowingly differs from Kong 3.9.1:
+//   - Plugins are not run: Apply refuses a config that enables any.
+//   - Request and response bodies are buffered in memory (Kong's default
+//     request/response_buffering); request bodies are capped at 64 MiB
+//     (Kong: unlimited) and answered 413 beyond. WebSocket upgrades and
+//     gRPC (HTTP/2) are not proxied: gRPC routes answer Kong's 426/415.
+//   - write_timeout / read_timeout bound the whole request write / response
+//     read, where nginx bounds the gap between two socket operations.
+//   - Active health checks are not implemented. A target taken out by the
+//     passive checker comes back after defaultHealthCooldown (10 s) with
+//     cleared counters, or earlier through healthy.successes.
+//   - The final failed try is reported to the passive checker as a TCP
+//     failure or timeout (Kong reports its 502/504 status instead).
+//   - DNS uses Go's resolver with fixed cache lifetimes (see dns.go), A
+//     records first then AAAA, no SRV; any resolution failure of a
+//     service host answers 503 "name resolution failed".
 package proxy
 
 import (

@@ -725,7 +725,7 @@ func (sc *scratch) hashKey(b *balancer, query []byte, hasQuery bool) {
 			n := len(sc.cookie)
 			sc.cookie = appendUUID(sc.cookie)
 			sc.hash = append(sc.hash[:0], sc.cookie[n:]...)
-			sc.cookie = append(append(sc.cookie, "; Path="...), b.cookiePath...)
+			sc.cookie = append(append(append(sc.cookie, "; Path="...), b.cookiePath...), "; Same-Site=Lax; HttpOnly"...)
 			sc.setCookie = true
 			sc.pick.key, sc.pick.hasKey = b2s(sc.hash), true
 			return
@@ -743,9 +743,12 @@ func (sc *scratch) hashValue(spec hashSpec, query []byte, hasQuery bool) []byte 
 		if len(vals) == 1 {
 			return vals[0]
 		}
-		// Kong concatenates repeated headers (table.concat, no separator).
+		// nginx's $http_<name> joins repeated headers with ", ".
 		sc.num = sc.num[:0]
-		for _, v := range vals {
+		for i, v := range vals {
+			if i > 0 {
+				sc.num = append(sc.num, ", "...)
+			}
 			sc.num = append(sc.num, v...)
 		}
 		return sc.num
