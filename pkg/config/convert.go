@@ -297,13 +297,16 @@ func (c *Config) typedRows() ([]string, map[string][]map[string]any, error) {
 		CollRoutes, CollSNIs, CollUpstreams, CollTargets, CollPlugins}
 	out := map[string][]map[string]any{}
 	add := func(coll string, v any) error {
-		m, err := genericOf(v)
-		if err != nil {
-			return fmt.Errorf("encode %s: %w", coll, err)
-		}
-		for _, f := range schemas[coll].foreignFields() {
-			if s, ok := m[f.Name].(string); ok {
-				m[f.Name] = map[string]any{"id": s}
+		m, ok := adminMap(v)
+		if !ok {
+			var err error
+			if m, err = genericOf(v); err != nil {
+				return fmt.Errorf("encode %s: %w", coll, err)
+			}
+			for _, f := range schemas[coll].foreignFields() {
+				if s, ok := m[f.Name].(string); ok {
+					m[f.Name] = map[string]any{"id": s}
+				}
 			}
 		}
 		out[coll] = append(out[coll], m)
@@ -345,4 +348,137 @@ func sortedCollections(m map[string][]map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Direct typed → generic conversion (Admin-API form) for Validate: avoids
+// a JSON round trip per entity, which dominated Validate's cost.
+
+func pStr(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func pFK(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return map[string]any{"id": *p}
+}
+
+func pInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return int64(*p)
+}
+
+func pBool(p *bool) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func sList(s []string) any {
+	if s == nil {
+		return nil
+	}
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+func cidrList(l []CIDRPort) any {
+	if l == nil {
+		return nil
+	}
+	out := make([]any, len(l))
+	for i, c := range l {
+		out[i] = map[string]any{"ip": pStr(c.IP), "port": pInt(c.Port)}
+	}
+	return out
+}
+
+func headerMap(h map[string][]string) any {
+	if h == nil {
+		return nil
+	}
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		out[k] = sList(v)
+	}
+	return out
+}
+
+func withWs(m map[string]any, ws string) map[string]any {
+	if ws != "" {
+		m["ws_id"] = ws
+	}
+	return m
+}
+
+func adminMap(v any) (map[string]any, bool) {
+	switch e := v.(type) {
+	case *Service:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"name": pStr(e.Name), "retries": int64(e.Retries), "protocol": e.Protocol, "host": e.Host,
+			"port": int64(e.Port), "path": pStr(e.Path), "connect_timeout": int64(e.ConnectTimeout),
+			"write_timeout": int64(e.WriteTimeout), "read_timeout": int64(e.ReadTimeout), "tags": sList(e.Tags),
+			"client_certificate": pFK(e.ClientCertificate), "tls_verify": pBool(e.TLSVerify),
+			"tls_verify_depth": pInt(e.TLSVerifyDepth), "ca_certificates": sList(e.CACertificates),
+			"enabled": e.Enabled}, e.WsID), true
+	case *Route:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"name": pStr(e.Name), "protocols": sList(e.Protocols), "methods": sList(e.Methods),
+			"hosts": sList(e.Hosts), "paths": sList(e.Paths), "headers": headerMap(e.Headers),
+			"https_redirect_status_code": int64(e.HTTPSRedirectStatusCode), "regex_priority": e.RegexPriority,
+			"strip_path": e.StripPath, "path_handling": e.PathHandling, "preserve_host": e.PreserveHost,
+			"request_buffering": e.RequestBuffering, "response_buffering": e.ResponseBuffering,
+			"snis": sList(e.SNIs), "sources": cidrList(e.Sources), "destinations": cidrList(e.Destinations),
+			"tags": sList(e.Tags), "service": pFK(e.Service)}, e.WsID), true
+	case *Upstream:
+		var hc any
+		if e.Healthchecks != nil {
+			hc = deepCopy(e.Healthchecks)
+		}
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"name": e.Name, "algorithm": e.Algorithm, "hash_on": e.HashOn, "hash_fallback": e.HashFallback,
+			"hash_on_header": pStr(e.HashOnHeader), "hash_fallback_header": pStr(e.HashFallbackHeader),
+			"hash_on_cookie": pStr(e.HashOnCookie), "hash_on_cookie_path": e.HashOnCookiePath,
+			"hash_on_query_arg": pStr(e.HashOnQueryArg), "hash_fallback_query_arg": pStr(e.HashFallbackQueryArg),
+			"hash_on_uri_capture": pStr(e.HashOnURICapture), "hash_fallback_uri_capture": pStr(e.HashFallbackURICapture),
+			"slots": int64(e.Slots), "healthchecks": hc, "tags": sList(e.Tags), "host_header": pStr(e.HostHeader),
+			"client_certificate": pFK(e.ClientCertificate), "use_srv_name": e.UseSrvName}, e.WsID), true
+	case *Target:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"upstream": map[string]any{"id": e.Upstream}, "target": e.Target, "weight": int64(e.Weight),
+			"tags": sList(e.Tags)}, e.WsID), true
+	case *Consumer:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"username": pStr(e.Username), "custom_id": pStr(e.CustomID), "tags": sList(e.Tags)}, e.WsID), true
+	case *Plugin:
+		var cfg any
+		if e.Config != nil {
+			cfg = deepCopy(e.Config)
+		}
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"name": e.Name, "instance_name": pStr(e.InstanceName), "route": pFK(e.Route), "service": pFK(e.Service),
+			"consumer": pFK(e.Consumer), "config": cfg, "protocols": sList(e.Protocols), "enabled": e.Enabled,
+			"tags": sList(e.Tags)}, e.WsID), true
+	case *Certificate:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"cert": e.Cert, "key": e.Key, "cert_alt": pStr(e.CertAlt), "key_alt": pStr(e.KeyAlt),
+			"tags": sList(e.Tags)}, e.WsID), true
+	case *SNI:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"name": e.Name, "certificate": map[string]any{"id": e.Certificate}, "tags": sList(e.Tags)}, e.WsID), true
+	case *CACertificate:
+		return withWs(map[string]any{"id": e.ID, "created_at": e.CreatedAt, "updated_at": e.UpdatedAt,
+			"cert": e.Cert, "cert_digest": pStr(e.CertDigest), "tags": sList(e.Tags)}, e.WsID), true
+	}
+	return nil, false
 }

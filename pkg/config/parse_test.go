@@ -796,3 +796,73 @@ const testKeyIndented = `    -----BEGIN PRIVATE KEY-----
     hgFR3Z/vmQW65JlV33ksp/u/kBahRANCAAQZWw34O5xueyJRjeX3l2B0XSSP8PLg
     oE0IQKDQ3aeeBX7rR+Yy0/uIn6JZ5w9DXGf8hMpxhXZUQViwtMHHCS8e
     -----END PRIVATE KEY-----`
+
+// adminMap (the fast path of Validate) must agree with the JSON form of the
+// typed structs, field for field, so a field added to types.go cannot be
+// silently skipped by Validate.
+func TestAdminMapMatchesJSON(t *testing.T) {
+	c := mustParse(t, idDoc+`ca_certificates: []
+`, "kong.yaml")
+	c2 := mustParse(t, `_format_version: "3.0"
+routes:
+- name: r
+  protocols: [tcp]
+  sources: [{ip: 10.0.0.0/8}, {port: 80}]
+  destinations: [{ip: 10.0.0.1, port: 81}]
+- name: h
+  headers: {x-a: [b]}
+  snis: [a.test]
+services:
+- name: s
+  url: https://a.test
+  tls_verify: true
+  tls_verify_depth: 2
+`, "kong.yaml")
+	var rows []any
+	for _, cfg := range []*Config{c, c2} {
+		for _, v := range cfg.Services {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Routes {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Upstreams {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Targets {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Consumers {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Plugins {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.Certificates {
+			rows = append(rows, v)
+		}
+		for _, v := range cfg.SNIs {
+			rows = append(rows, v)
+		}
+	}
+	rows = append(rows, &CACertificate{ID: "x", Cert: "c"}, &Service{WsID: "w"})
+	for _, v := range rows {
+		fast, ok := adminMap(v)
+		if !ok {
+			t.Fatalf("no adminMap for %T", v)
+		}
+		slow, err := genericOf(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, sv := range slow {
+			if s, ok := sv.(string); ok && (k == "service" || k == "route" || k == "consumer" || k == "upstream" ||
+				k == "certificate" || k == "client_certificate") {
+				slow[k] = map[string]any{"id": s}
+			}
+		}
+		if a, b := asJSON(roundTrip(fast)), asJSON(roundTrip(slow)); a != b {
+			t.Errorf("%T: adminMap differs from JSON form\nfast: %s\nslow: %s", v, a, b)
+		}
+	}
+}
