@@ -838,3 +838,70 @@ func TestDatabaseUnavailable(t *testing.T) {
 		t.Errorf("status with closed store: %v", s)
 	}
 }
+
+// recordDefaults extracts defaults from a Kong schema "fields" list the way
+// decK's defaulter does, recursing into records.
+func recordDefaults(fields []any) map[string]any {
+	out := map[string]any{}
+	for _, f := range fields {
+		for name, def := range f.(map[string]any) {
+			d := def.(map[string]any)
+			if sub, ok := d["fields"].([]any); ok && d["type"] == "record" {
+				if m := recordDefaults(sub); len(m) > 0 {
+					out[name] = m
+				}
+				continue
+			}
+			if v, ok := d["default"]; ok && v != nil {
+				out[name] = v
+			}
+		}
+	}
+	return out
+}
+
+// checkDefaults reports every schema default that differs from what the
+// server stored.
+func checkDefaults(t *testing.T, path string, defaults map[string]any, got map[string]any) {
+	t.Helper()
+	for k, v := range defaults {
+		if sub, ok := v.(map[string]any); ok {
+			gm, _ := got[k].(map[string]any)
+			checkDefaults(t, path+"."+k, sub, gm)
+			continue
+		}
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("%s.%s: schema default %v, server filled %v", path, k, v, got[k])
+		}
+	}
+}
+
+// TestSchemaDefaultsMatchServer: for every entity decK reads defaults for,
+// the /schemas document's defaults (nested records included) equal what the
+// server fills into a minimal entity, so a decK re-sync is a no-op.
+func TestSchemaDefaultsMatchServer(t *testing.T) {
+	api := newAPI(t, storetest.NewSQLite(t))
+	up := api.do("POST", "/upstreams", map[string]any{"name": "defaults.test"}).expect(201).obj()
+	created := map[string]map[string]any{
+		"services":  api.do("POST", "/services", map[string]any{"host": "d.test"}).expect(201).obj(),
+		"routes":    api.do("POST", "/routes", map[string]any{"paths": []any{"/d"}}).expect(201).obj(),
+		"upstreams": up,
+		"targets":   api.do("POST", "/upstreams/defaults.test/targets", map[string]any{"target": "10.1.1.1:80"}).expect(201).obj(),
+	}
+	for coll, row := range created {
+		s := api.do("GET", "/schemas/"+coll, nil).expect(200).obj()
+		defs := recordDefaults(s["fields"].([]any))
+		if len(defs) == 0 {
+			t.Errorf("/schemas/%s has no defaults", coll)
+		}
+		if coll == "upstreams" {
+			// The nested record defaults are there and were compared too.
+			hc, _ := defs["healthchecks"].(map[string]any)
+			act, _ := hc["active"].(map[string]any)
+			if act["timeout"] == nil {
+				t.Errorf("upstreams healthchecks.active defaults missing: %v", hc)
+			}
+		}
+		checkDefaults(t, coll, defs, row)
+	}
+}
