@@ -120,7 +120,7 @@ wait_http() { # url expected-status
 KONGFB_BIN=${BENCH_KONGFB_BIN:-}
 if [ -z "$KONGFB_BIN" ]; then
   log "building kongfb"
-  go build -trimpath -o "$WORK/kongfb" ./cmd/kongfb
+  go build -o "$WORK/kongfb" ./cmd/kongfb
   KONGFB_BIN=$WORK/kongfb
 fi
 
