@@ -423,9 +423,10 @@ func (e *Engine) proxy(sc *scratch, path, query []byte, hasQuery bool) {
 		if len(sc.body) > 0 {
 			req.SetBodyStream(bytes.NewReader(sc.body), len(sc.body))
 		}
-		hc := e.clients.get(p.addr, sni, ss.profile)
+		uc := e.clients.get(p.addr, sni, ss.profile)
+		uc.touch(now.Unix())
 		p.st.active.Add(1)
-		te := roundTrip(hc, req, &ctx.Response, ss.writeTimeout, ss.readTimeout, idempotent)
+		te := roundTrip(uc.hc, req, &ctx.Response, ss.writeTimeout, ss.readTimeout, idempotent)
 		p.st.active.Add(-1)
 		end := time.Now()
 		if te == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,66 +49,85 @@ type clientKey struct {
 	profile *clientProfile
 }
 
+// upstreamClient is one HostClient plus when it was last used (HostClient
+// tracks that only inside Do, which roundTrip does not call).
+type upstreamClient struct {
+	hc      *fasthttp.HostClient
+	lastUse atomic.Int64 // unix seconds
+}
+
+// touch records a use; it writes only when the second changed, so the hot
+// path mostly reads a shared cache line instead of bouncing it.
+func (c *upstreamClient) touch(nowSec int64) {
+	if c.lastUse.Load() != nowSec {
+		c.lastUse.Store(nowSec)
+	}
+}
+
 // clientPool holds the HostClients. Reads are lock-free (copy-on-write
 // map); a new address/profile takes the mutex once.
 type clientPool struct {
 	mu sync.Mutex
-	m  atomic.Pointer[map[clientKey]*fasthttp.HostClient]
+	m  atomic.Pointer[map[clientKey]*upstreamClient]
 }
 
 func newClientPool() *clientPool {
 	p := &clientPool{}
-	m := map[clientKey]*fasthttp.HostClient{}
+	m := map[clientKey]*upstreamClient{}
 	p.m.Store(&m)
 	return p
 }
 
-func (p *clientPool) get(addr, sni string, prof *clientProfile) *fasthttp.HostClient {
-	if hc, ok := (*p.m.Load())[clientKey{addr, sni, prof}]; ok {
-		return hc
+func (p *clientPool) get(addr, sni string, prof *clientProfile) *upstreamClient {
+	if c, ok := (*p.m.Load())[clientKey{addr, sni, prof}]; ok {
+		return c
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := *p.m.Load()
 	// The key strings may point into request buffers: clone them.
-	k := clientKey{string([]byte(addr)), string([]byte(sni)), prof}
-	if hc, ok := old[k]; ok {
-		return hc
+	k := clientKey{strings.Clone(addr), strings.Clone(sni), prof}
+	if c, ok := old[k]; ok {
+		return c
 	}
-	hc := newHostClient(k)
-	m := make(map[clientKey]*fasthttp.HostClient, len(old)+1)
+	c := &upstreamClient{hc: newHostClient(k)}
+	c.lastUse.Store(time.Now().Unix())
+	m := make(map[clientKey]*upstreamClient, len(old)+1)
 	for kk, v := range old {
 		m[kk] = v
 	}
-	m[k] = hc
+	m[k] = c
 	p.m.Store(&m)
-	return hc
+	return c
 }
 
-// prune drops HostClients idle for longer than maxIdle (their pooled
-// connections are closed), so addresses that left the config do not pile up.
+// prune drops clients unused for longer than maxIdle (closing their idle
+// connections), so addresses that left the config do not pile up. A
+// request still running on a dropped client finishes normally; its
+// connection then idles out in the orphaned client.
 func (p *clientPool) prune(maxIdle time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := *p.m.Load()
-	m := make(map[clientKey]*fasthttp.HostClient, len(old))
-	var drop []*fasthttp.HostClient
-	for k, hc := range old {
-		if hc.PendingRequests() == 0 && time.Since(hc.LastUseTime()) > maxIdle {
-			drop = append(drop, hc)
+	m := make(map[clientKey]*upstreamClient, len(old))
+	var drop []*upstreamClient
+	limit := time.Now().Add(-maxIdle).Unix()
+	for k, c := range old {
+		if c.lastUse.Load() < limit {
+			drop = append(drop, c)
 			continue
 		}
-		m[k] = hc
+		m[k] = c
 	}
 	p.m.Store(&m)
-	for _, hc := range drop {
-		hc.CloseIdleConnections()
+	for _, c := range drop {
+		c.hc.CloseIdleConnections()
 	}
 }
 
 func (p *clientPool) closeIdle() {
-	for _, hc := range *p.m.Load() {
-		hc.CloseIdleConnections()
+	for _, c := range *p.m.Load() {
+		c.hc.CloseIdleConnections()
 	}
 }
 
