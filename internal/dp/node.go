@@ -86,6 +86,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for loaded_at; nil means time.Now.
 	Now func() time.Time
+	// ControlPlane is the CP address in hybrid mode ("" for DB-less). It
+	// makes /status report the link state (cp_connected, last_sync_at).
+	ControlPlane string
 }
 
 // State is what the node currently serves.
@@ -111,6 +114,10 @@ type Node struct {
 	applyMu sync.Mutex
 	mu      sync.RWMutex
 	state   State
+	sync    SyncInfo
+	lastErr errorInfo
+
+	controlPlane string
 
 	draining atomic.Bool
 }
@@ -120,7 +127,7 @@ func NewNode(opts Options) *Node {
 	if opts.Engine == nil {
 		panic("dp.NewNode: Options.Engine is nil")
 	}
-	n := &Node{eng: opts.Engine, stats: opts.Stats, log: opts.Logger, now: opts.Now}
+	n := &Node{eng: opts.Engine, stats: opts.Stats, log: opts.Logger, now: opts.Now, controlPlane: opts.ControlPlane}
 	if n.stats == nil {
 		n.stats = func() ServerStats { return ServerStats{} }
 	}

@@ -165,11 +165,22 @@ type serverDoc struct {
 	TotalRequests       int64 `json:"total_requests"`
 }
 
+// kongfbBlock is kongfb's addition to /status. config_source is one of
+// cp, cache, declarative, fallback. In hybrid mode control_plane names the CP,
+// cp_connected says whether the sync link is up and last_sync_at when the CP
+// last delivered the configuration being served; in DB-less mode the three
+// are null. last_error is the most recent rejected configuration, unusable
+// cache or sync failure (null if none since start).
 type kongfbBlock struct {
 	ConfigSource *string    `json:"config_source"`
 	ConfigOrigin *string    `json:"config_origin"`
 	LoadedAt     *time.Time `json:"loaded_at"`
 	Draining     bool       `json:"draining"`
+	ControlPlane *string    `json:"control_plane"`
+	CPConnected  *bool      `json:"cp_connected"`
+	LastSyncAt   *time.Time `json:"last_sync_at"`
+	LastError    *string    `json:"last_error"`
+	LastErrorAt  *time.Time `json:"last_error_at"`
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -223,6 +234,19 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if st.Hash != "" {
 		src, origin, at := st.Source, st.Origin, st.LoadedAt.UTC()
 		doc.Kongfb.ConfigSource, doc.Kongfb.ConfigOrigin, doc.Kongfb.LoadedAt = &src, &origin, &at
+	}
+	if n.controlPlane != "" {
+		si := n.Sync()
+		cp, connected := n.controlPlane, si.Connected
+		doc.Kongfb.ControlPlane, doc.Kongfb.CPConnected = &cp, &connected
+		if !si.LastSyncAt.IsZero() {
+			at := si.LastSyncAt.UTC()
+			doc.Kongfb.LastSyncAt = &at
+		}
+	}
+	if msg, at := n.LastError(); msg != "" {
+		at = at.UTC()
+		doc.Kongfb.LastError, doc.Kongfb.LastErrorAt = &msg, &at
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

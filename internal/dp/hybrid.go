@@ -1,0 +1,136 @@
+package dp
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SyncInfo is the hybrid-mode part of /status: how the node's link to its
+// control plane stands. It is only reported when the node has a control plane
+// (Options.ControlPlane).
+type SyncInfo struct {
+	// Connected is true while a sync connection to the CP is open.
+	Connected bool
+	// LastSyncAt is when the CP last delivered a configuration that the node
+	// now serves (applied, or identical to the running one); zero if never.
+	LastSyncAt time.Time
+}
+
+// errorInfo is the node's most recent configuration or sync error.
+type errorInfo struct {
+	msg string
+	at  time.Time
+}
+
+// SetCPConnected records whether the sync connection to the CP is open.
+func (n *Node) SetCPConnected(v bool) {
+	n.mu.Lock()
+	n.sync.Connected = v
+	n.mu.Unlock()
+}
+
+// MarkSynced records that the CP delivered a configuration the node serves.
+func (n *Node) MarkSynced(at time.Time) {
+	n.mu.Lock()
+	n.sync.LastSyncAt = at
+	n.mu.Unlock()
+}
+
+// Sync returns the hybrid-mode link state.
+func (n *Node) Sync() SyncInfo {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.sync
+}
+
+// ReportError records err as the node's last error, shown in /status
+// (kongfb.last_error) so that a rejected configuration or an unusable cache
+// is visible without reading logs. It stays until a newer error replaces it:
+// last_error_at tells whether it is still relevant.
+func (n *Node) ReportError(err error) {
+	if err == nil {
+		return
+	}
+	n.mu.Lock()
+	n.lastErr = errorInfo{msg: err.Error(), at: n.now()}
+	n.mu.Unlock()
+}
+
+// LastError returns the last reported error and when it happened ("" and a
+// zero time if none).
+func (n *Node) LastError() (string, time.Time) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.lastErr.msg, n.lastErr.at
+}
+
+// ConfirmSource records that source now vouches for the running
+// configuration, when its hash is hash: the CP re-sending the configuration
+// the node loaded from its cache makes the CP its source, without a reload.
+// It reports whether hash is the running hash.
+func (n *Node) ConfirmSource(hash, source, origin string) bool {
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state.Hash == "" || n.state.Hash != hash {
+		return false
+	}
+	n.state.Source, n.state.Origin = source, origin
+	return true
+}
+
+// NodeIDFile is where a data plane keeps its node id inside its prefix, the
+// file Kong uses (kong/pdk/private/node.lua).
+const NodeIDFile = "kong.id"
+
+// NodeID returns the node id stored in <prefix>/kong.id, creating it (a
+// random UUID) on first use, so that the CP sees the same node across
+// restarts, as with Kong.
+func NodeID(prefix string) (string, error) {
+	path := filepath.Join(prefix, NodeIDFile)
+	if b, err := os.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr == nil {
+			return id, nil
+		}
+		return "", fmt.Errorf("node id file %s: %q is not a UUID (delete the file to get a new id)", path, id)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node id %s: %w", path, err)
+	}
+	if err := os.MkdirAll(prefix, 0o700); err != nil {
+		return "", fmt.Errorf("create prefix %s: %w", prefix, err)
+	}
+	id, err := uuid.NewRandomFromReader(rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("generate node id: %w", err)
+	}
+	// Written atomically: a crash must not leave a half-written id that
+	// would stop the next start.
+	tmp, err := os.CreateTemp(prefix, NodeIDFile+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("write node id %s: %w", path, err)
+	}
+	_, werr := tmp.WriteString(id.String() + "\n")
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return "", fmt.Errorf("write node id %s: %w", path, werr)
+	}
+	return id.String(), nil
+}
