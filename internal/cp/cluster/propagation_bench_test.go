@@ -24,8 +24,8 @@ import (
 	"github.com/kongfb/kongfb/internal/cp/store"
 	"github.com/kongfb/kongfb/internal/cp/store/storetest"
 	"github.com/kongfb/kongfb/internal/proxy"
-	"github.com/kongfb/kongfb/pkg/config"
 	wire "github.com/kongfb/kongfb/pkg/cluster"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // Propagation benchmarks: the time from an Admin API write to every DP
@@ -312,7 +312,7 @@ func benchPropagationMode(b *testing.B, nLight, nReal int, recvOnly bool) {
 
 	lat := make([]time.Duration, 0, b.N)
 	var (
-		mu               sync.Mutex
+		mu                        sync.Mutex
 		postLat, pushLat, recvLat []time.Duration
 	)
 	b.ResetTimer()
