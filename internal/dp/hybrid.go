@@ -21,6 +21,9 @@ type SyncInfo struct {
 	// LastSyncAt is when the CP last delivered a configuration that the node
 	// now serves (applied, or identical to the running one); zero if never.
 	LastSyncAt time.Time
+	// LinkError says why the link is down ("" while connected or before
+	// the first attempt).
+	LinkError string
 }
 
 // errorInfo is the node's most recent configuration or sync error.
@@ -29,10 +32,27 @@ type errorInfo struct {
 	at  time.Time
 }
 
-// SetCPConnected records whether the sync connection to the CP is open.
+// SetCPConnected records whether the sync connection to the CP is open. A
+// new connection clears the link error.
 func (n *Node) SetCPConnected(v bool) {
 	n.mu.Lock()
 	n.sync.Connected = v
+	if v {
+		n.sync.LinkError = ""
+	}
+	n.mu.Unlock()
+}
+
+// SetLinkError records why the link to the CP is down (/status
+// kongfb.cp_error). It is kept apart from ReportError so that a CP outage,
+// reported on every reconnection attempt, does not hide a rejected
+// configuration or an unusable cache.
+func (n *Node) SetLinkError(err error) {
+	if err == nil {
+		return
+	}
+	n.mu.Lock()
+	n.sync.LinkError = err.Error()
 	n.mu.Unlock()
 }
 
@@ -50,9 +70,9 @@ func (n *Node) Sync() SyncInfo {
 	return n.sync
 }
 
-// ReportError records err as the node's last error, shown in /status
-// (kongfb.last_error) so that a rejected configuration or an unusable cache
-// is visible without reading logs. It stays until a newer error replaces it:
+// ReportError records err as the node's last configuration error, shown in
+// /status (kongfb.last_error) so that a rejected configuration, an unusable
+// cache or a failed cache write is visible without reading logs. It stays until a newer error replaces it:
 // last_error_at tells whether it is still relevant.
 func (n *Node) ReportError(err error) {
 	if err == nil {

@@ -24,6 +24,11 @@ func TestStatusHybridBlock(t *testing.T) {
 	if _, err := n.Apply(&Snapshot{Config: sampleConfig("a.example"), Hash: strings.Repeat("c", 32), Source: SourceCache, Origin: "/p/config.cache"}); err != nil {
 		t.Fatal(err)
 	}
+	n.SetLinkError(errors.New("connection to control plane broken: refused"))
+	_, doc, _ = get(t, h, "GET", "/status", nil, "")
+	if kb := doc["kongfb"].(map[string]any); kb["cp_error"] != "connection to control plane broken: refused" || kb["last_error"] != nil {
+		t.Errorf("kongfb block with a link error = %v", kb)
+	}
 	n.SetCPConnected(true)
 	n.ReportError(errors.New("bad config received from control plane: boom"))
 	if !n.ConfirmSource(strings.Repeat("c", 32), SourceCP, "cp.example:8005") {
@@ -38,7 +43,7 @@ func TestStatusHybridBlock(t *testing.T) {
 	kb = doc["kongfb"].(map[string]any)
 	if kb["cp_connected"] != true || kb["last_sync_at"] != "2025-12-08T09:30:00Z" || kb["config_source"] != "cp" ||
 		kb["config_origin"] != "cp.example:8005" || kb["last_error"] != "bad config received from control plane: boom" ||
-		kb["last_error_at"] != "2025-12-08T09:30:00Z" {
+		kb["last_error_at"] != "2025-12-08T09:30:00Z" || kb["cp_error"] != nil {
 		t.Errorf("kongfb block = %v", kb)
 	}
 	if doc["configuration_hash"] != strings.Repeat("c", 32) {

@@ -167,10 +167,11 @@ type serverDoc struct {
 
 // kongfbBlock is kongfb's addition to /status. config_source is one of
 // cp, cache, declarative, fallback. In hybrid mode control_plane names the CP,
-// cp_connected says whether the sync link is up and last_sync_at when the CP
-// last delivered the configuration being served; in DB-less mode the three
-// are null. last_error is the most recent rejected configuration, unusable
-// cache or sync failure (null if none since start).
+// cp_connected says whether the sync link is up, cp_error why it is down, and
+// last_sync_at when the CP last delivered the configuration being served; in
+// DB-less mode these are null. last_error is the most recent rejected
+// configuration, unusable cache or failed cache write (null if none since
+// start), with last_error_at.
 type kongfbBlock struct {
 	ConfigSource *string    `json:"config_source"`
 	ConfigOrigin *string    `json:"config_origin"`
@@ -178,6 +179,7 @@ type kongfbBlock struct {
 	Draining     bool       `json:"draining"`
 	ControlPlane *string    `json:"control_plane"`
 	CPConnected  *bool      `json:"cp_connected"`
+	CPError      *string    `json:"cp_error"`
 	LastSyncAt   *time.Time `json:"last_sync_at"`
 	LastError    *string    `json:"last_error"`
 	LastErrorAt  *time.Time `json:"last_error_at"`
@@ -239,6 +241,10 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 		si := n.Sync()
 		cp, connected := n.controlPlane, si.Connected
 		doc.Kongfb.ControlPlane, doc.Kongfb.CPConnected = &cp, &connected
+		if si.LinkError != "" {
+			le := si.LinkError
+			doc.Kongfb.CPError = &le
+		}
 		if !si.LastSyncAt.IsZero() {
 			at := si.LastSyncAt.UTC()
 			doc.Kongfb.LastSyncAt = &at

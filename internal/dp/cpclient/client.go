@@ -11,7 +11,7 @@
 // more apply. A configuration whose hash is the running one is not reloaded.
 // A configuration that fails validation is rejected: the running one stays,
 // every error is logged at ERROR and the rejection shows in /status
-// (kongfb.last_error). Kong's DP only tells the CP about it in Konnect mode
+// (kongfb.last_error; a broken link shows in kongfb.cp_error). Kong's DP only tells the CP about it in Konnect mode
 // (an `error` frame an OSS CP would refuse), and pkg/cluster has no such
 // message, so the CP learns it only through the unchanged hash in the DP's
 // pings.
@@ -183,7 +183,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.log.Error(fmt.Sprintf("[clustering] %s (retrying after %s seconds)", msg,
 			strings.TrimSuffix(fmt.Sprintf("%.3f", delay.Seconds()), ".000")))
-		c.o.Node.ReportError(errors.New(msg))
+		c.o.Node.SetLinkError(errors.New(msg))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

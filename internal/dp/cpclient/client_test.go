@@ -421,6 +421,9 @@ func TestReconnectsAfterCPLoss(t *testing.T) {
 	}
 	awaitCP(t, cp2, "the new hash", func(s *cptest.Server) bool { return s.Hash(nodeID) == hash2 })
 	waitFor(t, "cp_connected", func() bool { return r.node.Sync().Connected })
+	if le := r.node.Sync().LinkError; le != "" {
+		t.Errorf("link error still set after reconnecting: %s", le)
+	}
 	if st := r.node.State(); st.Hash != hash2 || st.Source != dp.SourceCP {
 		t.Errorf("state = %+v", st)
 	}
@@ -465,7 +468,10 @@ func TestFirstAttemptUnreachable(t *testing.T) {
 	if err := r.client.FirstAttemptErr(); err == nil || !strings.Contains(err.Error(), "connection to control plane") {
 		t.Errorf("first attempt error = %v", err)
 	}
-	waitFor(t, "last_error", func() bool { msg, _ := r.node.LastError(); return strings.Contains(msg, "127.0.0.1:1") })
+	waitFor(t, "the link error", func() bool { return strings.Contains(r.node.Sync().LinkError, "127.0.0.1:1") })
+	if msg, _ := r.node.LastError(); msg != "" {
+		t.Errorf("a link failure is reported as a configuration error: %s", msg)
+	}
 }
 
 // A CP that accepts TCP but never answers counts as unreachable after
