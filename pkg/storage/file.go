@@ -95,7 +95,7 @@ func (s *fileStore) Close() error   { return nil }
 func (s *fileStore) fullKey(op, key string) (string, error) {
 	k, err := cleanKey(key)
 	if err != nil {
-		return "", &Error{Op: op, Scheme: "file", Bucket: s.root, Key: key, Kind: ErrInvalidKey, Err: errors.Unwrap(err)}
+		return "", &Error{Op: op, Scheme: "file", Bucket: s.root, Key: key, Err: err}
 	}
 	return k, nil
 }
@@ -575,7 +575,7 @@ func (s *fileStore) Delete(ctx context.Context, key string, opts DeleteOptions) 
 func (s *fileStore) List(ctx context.Context, prefix string, opts ListOptions) (ListPage, error) {
 	rel, err := cleanListPrefix(prefix)
 	if err != nil {
-		return ListPage{}, &Error{Op: "list", Scheme: "file", Bucket: s.root, Key: prefix, Kind: ErrInvalidKey, Err: errors.Unwrap(err)}
+		return ListPage{}, &Error{Op: "list", Scheme: "file", Bucket: s.root, Key: prefix, Err: err}
 	}
 	ctx, cancel := withTimeout(ctx, s.opts.OpTimeout)
 	defer cancel()

@@ -180,7 +180,7 @@ func (s *s3Store) ensureBucket(ctx context.Context, region string) error {
 func (s *s3Store) fullKey(op, key string) (string, error) {
 	k, err := cleanKey(key)
 	if err != nil {
-		return "", &Error{Op: op, Scheme: "s3", Bucket: s.loc.Bucket, Key: joinKey(s.loc.Prefix, key), Kind: ErrInvalidKey, Err: errors.Unwrap(err)}
+		return "", &Error{Op: op, Scheme: "s3", Bucket: s.loc.Bucket, Key: joinKey(s.loc.Prefix, key), Err: err}
 	}
 	full := joinKey(s.loc.Prefix, k)
 	if len(full) > maxKeyLen {
@@ -352,7 +352,7 @@ func (s *s3Store) Delete(ctx context.Context, key string, opts DeleteOptions) er
 func (s *s3Store) List(ctx context.Context, prefix string, opts ListOptions) (ListPage, error) {
 	rel, err := cleanListPrefix(prefix)
 	if err != nil {
-		return ListPage{}, &Error{Op: "list", Scheme: "s3", Bucket: s.loc.Bucket, Key: prefix, Kind: ErrInvalidKey, Err: errors.Unwrap(err)}
+		return ListPage{}, &Error{Op: "list", Scheme: "s3", Bucket: s.loc.Bucket, Key: prefix, Err: err}
 	}
 	full := rel
 	if s.loc.Prefix != "" {

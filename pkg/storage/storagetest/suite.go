@@ -247,7 +247,11 @@ func Run(t *testing.T, h Harness) {
 			_, err := s.Put(ctxT(t), bad, []byte("x"), storage.PutOptions{})
 			wantKind(t, fmt.Sprintf("put %q", bad), err, storage.ErrInvalidKey)
 		}
-		_, err := s.List(ctxT(t), "../", storage.ListOptions{})
+		_, err := s.Put(ctxT(t), "a/../../x", []byte("x"), storage.PutOptions{})
+		if !strings.Contains(err.Error(), `invalid key "a/../../x": ".." climbs above the storage prefix`) {
+			t.Fatalf("invalid key text = %q", err)
+		}
+		_, err = s.List(ctxT(t), "../", storage.ListOptions{})
 		wantKind(t, "list ../", err, storage.ErrInvalidKey)
 	})
 
