@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -307,6 +308,18 @@ func (c *Client) session(ctx context.Context, first bool) error {
 	// The applier finishes an apply in progress before it sees the
 	// cancellation: an apply is never cut in half.
 	wg.Wait()
+	// Keepalive closes the connection when the CP goes silent, so the
+	// reader then fails with "use of closed network connection": report the
+	// silence, which is the cause.
+	if end != nil && errors.Is(end, net.ErrClosed) {
+		select {
+		case kerr := <-kaErr:
+			if kerr != nil && !errors.Is(kerr, context.Canceled) {
+				end = kerr
+			}
+		default:
+		}
+	}
 	return end
 }
 

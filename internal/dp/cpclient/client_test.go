@@ -637,3 +637,111 @@ func TestReconnectDelayRange(t *testing.T) {
 		t.Errorf("delays are not spread: %d distinct values in 200", len(seen))
 	}
 }
+
+// The DP reports a new hash right after applying it, not at the next ping
+// interval.
+func TestPingsRightAfterApply(t *testing.T) {
+	r := newRig(t, rigOpts{mutate: func(o *Options) {
+		o.PingInterval, o.PingWait = time.Hour, 2*time.Hour
+	}})
+	r.start(t)
+	// The first ping goes out at connect, with the empty hash.
+	awaitCP(t, r.cp, "the connect-time ping", func(s *cptest.Server) bool { return s.Hash(nodeID) == cluster.EmptyHash })
+	_, doc, hash := configFor(t, "/a")
+	if err := r.cp.SetConfig(doc, hash); err != nil {
+		t.Fatal(err)
+	}
+	awaitCP(t, r.cp, "the hash right after the apply", func(s *cptest.Server) bool { return s.Hash(nodeID) == hash })
+}
+
+// freezer is a TCP relay that can stop forwarding without closing anything:
+// a CP that hangs (or a network that drops packets) rather than one that
+// refuses.
+type freezer struct {
+	ln     net.Listener
+	target string
+	frozen atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range f.conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, u)
+			f.mu.Unlock()
+			go f.pipe(c, u)
+			go f.pipe(u, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			_ = dst.Close()
+			return
+		}
+		if f.frozen.Load() {
+			continue // swallow: nothing gets through, nothing is closed
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			_ = src.Close()
+			return
+		}
+	}
+}
+
+// A CP that goes silent is declared dead after PingWait and the DP
+// reconnects.
+func TestDeadLinkDetected(t *testing.T) {
+	var f *freezer
+	r := newRig(t, rigOpts{mutate: func(o *Options) {
+		f = newFreezer(t, o.Address)
+		o.Address = f.ln.Addr().String()
+		o.PingInterval, o.PingWait = 20*time.Millisecond, 200*time.Millisecond
+	}})
+	_, doc, hash := configFor(t, "/a")
+	if err := r.cp.SetConfig(doc, hash); err != nil {
+		t.Fatal(err)
+	}
+	r.start(t)
+	waitFor(t, "the config", func() bool { return r.node.State().Hash == hash })
+	f.frozen.Store(true)
+	waitFor(t, "the dead link to be noticed", func() bool {
+		return strings.Contains(r.node.Sync().LinkError, "did not receive pong frame from control plane within 0.2 seconds")
+	})
+	if r.node.State().Hash != hash {
+		t.Error("the config was lost with the link")
+	}
+	f.frozen.Store(false)
+	waitFor(t, "the reconnection", func() bool { return r.node.Sync().Connected && r.node.Sync().LinkError == "" })
+	awaitCP(t, r.cp, "a second connection", func(s *cptest.Server) bool { return s.Accepted() >= 2 })
+}
