@@ -22,6 +22,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -175,7 +176,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		delay := c.reconnectDelay()
-		if err == nil {
+		if err == nil || errors.Is(err, io.EOF) {
 			err = errors.New("control plane closed the connection")
 		}
 		msg := err.Error()
