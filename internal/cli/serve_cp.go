@@ -15,8 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kongfb/kongfb/internal/cp"
+	"github.com/kongfb/kongfb/internal/cp/cluster"
 	"github.com/kongfb/kongfb/internal/cp/store"
 	"github.com/kongfb/kongfb/internal/dp"
+	wire "github.com/kongfb/kongfb/pkg/cluster"
 )
 
 func init() { registerServe(newServeCPCommand) }
@@ -48,6 +50,15 @@ type serveCPOptions struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 
+	// Hybrid mode (Kong's cluster_* settings).
+	ClusterListen     string
+	ClusterCert       string
+	ClusterCertKey    string
+	ClusterMTLS       string
+	ClusterCACert     string
+	ClusterMaxPayload int64
+	ClusterPurgeDelay time.Duration
+
 	Logger *slog.Logger
 	// Ready, if set, is called once every listener is bound (tests listen on
 	// port 0 and learn the ports here).
@@ -58,6 +69,8 @@ type serveCPOptions struct {
 type serveCPAddrs struct {
 	Admin  []string
 	Status []string
+	// Cluster is the cluster listener ("" for an Admin-only CP).
+	Cluster string
 }
 
 // serveCPEnv maps flags to Kong's environment names.
@@ -74,6 +87,13 @@ var serveCPEnv = [][2]string{
 	{"pg-schema", "KONG_PG_SCHEMA"},
 	{"admin-token", "KONG_ADMIN_TOKEN"},
 	{"node-id", "KONG_NODE_ID"},
+	{"cluster-listen", "KONG_CLUSTER_LISTEN"},
+	{"cluster-cert", "KONG_CLUSTER_CERT"},
+	{"cluster-cert-key", "KONG_CLUSTER_CERT_KEY"},
+	{"cluster-mtls", "KONG_CLUSTER_MTLS"},
+	{"cluster-ca-cert", "KONG_CLUSTER_CA_CERT"},
+	{"cluster-max-payload", "KONG_CLUSTER_MAX_PAYLOAD"},
+	{"cluster-data-plane-purge-delay", "KONG_CLUSTER_DATA_PLANE_PURGE_DELAY"},
 }
 
 // serveCPTestHook lets tests adjust the options before the command runs.
@@ -82,6 +102,7 @@ var serveCPTestHook func(*serveCPOptions)
 func newServeCPCommand(a *app) *cobra.Command {
 	o := serveCPOptions{}
 	shutdown := nginxDuration(cp.DefaultShutdownTimeout)
+	purgeDelay := nginxDuration(cluster.DefaultPurgeDelay)
 	cmd := &cobra.Command{
 		Use:   "cp",
 		Short: "Run a control plane: Kong's Admin API over SQLite or PostgreSQL",
@@ -109,6 +130,16 @@ the same host can keep Kong's 8100):
 Signals: SIGTERM/SIGINT stop accepting and finish in-flight requests
 (--shutdown-timeout), then exit 0.
 
+Hybrid mode: with a cluster certificate (--cluster-cert and --cluster-cert-key,
+e.g. from 'kongfb cert gen') the control plane also listens on
+--cluster-listen (default 0.0.0.0:8005) for data planes ('kongfb serve dp
+--cp host:8005'), over mutual TLS (--cluster-mtls shared or pki). Every change
+is pushed to every connected data plane at once, as the whole configuration;
+GET /clustering/data-planes lists them. Without a certificate the control
+plane runs Admin-only and says so at start. Several control planes can share
+one PostgreSQL database: a write through any of them reaches the data planes
+of all. See docs/HYBRID.md.
+
 Listen values use kong.conf's syntax: "ip:port [flags][, ...]"; flags such as
 reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 		Example: `  # a local control plane on SQLite (creates ./kongfb-data/kongfb.db)
@@ -120,13 +151,18 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
     KONG_ADMIN_TOKEN=s3cr3t KONG_ADMIN_LISTEN=0.0.0.0:8001 kongfb serve cp
 
   # then, e.g.
-  deck gateway sync kong.yaml --kong-addr http://127.0.0.1:8001`,
+  deck gateway sync kong.yaml --kong-addr http://127.0.0.1:8001
+
+  # hybrid mode: data planes connect on :8005 with the same certificate
+  kongfb cert gen
+  kongfb serve cp --cluster-cert cluster.crt --cluster-cert-key cluster.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := kongEnvDefaults(a, cmd, serveCPEnv); err != nil {
 				return err
 			}
 			o.ShutdownTimeout = time.Duration(shutdown)
+			o.ClusterPurgeDelay = time.Duration(purgeDelay)
 			o.Logger = a.logger()
 			o.LogLevel = a.global.LogLevel
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -153,6 +189,13 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 	f.StringVar(&o.AdminToken, "admin-token", "", "require this token in the Kong-Admin-Token header; prefer the environment variable [KONG_ADMIN_TOKEN]")
 	f.StringVar(&o.NodeID, "node-id", "", "node id reported by GET / (default: generated once, kept in <prefix>/node_id) [KONG_NODE_ID]")
 	f.Var(&shutdown, "shutdown-timeout", "how long SIGTERM waits for in-flight Admin API requests")
+	f.StringVar(&o.ClusterListen, "cluster-listen", cluster.DefaultListen, `hybrid mode: listener for data planes ("ip:port" or "off") [KONG_CLUSTER_LISTEN]`)
+	f.StringVar(&o.ClusterCert, "cluster-cert", "", "hybrid mode: cluster certificate, a file, inline PEM or base64 PEM; without it the CP is Admin-only [KONG_CLUSTER_CERT]")
+	f.StringVar(&o.ClusterCertKey, "cluster-cert-key", "", "hybrid mode: the cluster certificate's private key [KONG_CLUSTER_CERT_KEY]")
+	f.StringVar(&o.ClusterMTLS, "cluster-mtls", string(wire.TLSModeShared), "shared (data planes present the CP's own certificate) or pki (certificates issued by --cluster-ca-cert) [KONG_CLUSTER_MTLS]")
+	f.StringVar(&o.ClusterCACert, "cluster-ca-cert", "", "pki mode: the CA that issues the data planes' certificates [KONG_CLUSTER_CA_CERT]")
+	f.Int64Var(&o.ClusterMaxPayload, "cluster-max-payload", wire.DefaultMaxPayload, "largest (compressed) configuration frame, bytes; at least 4194304 [KONG_CLUSTER_MAX_PAYLOAD]")
+	f.Var(&purgeDelay, "cluster-data-plane-purge-delay", "how long a data plane stays in /clustering/data-planes after it was last seen (seconds or a duration; at least 60) [KONG_CLUSTER_DATA_PLANE_PURGE_DELAY]")
 	return cmd
 }
 
@@ -178,6 +221,11 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 		if len(l.Ignored) > 0 {
 			log.Debug("ignoring listen flags kongfb has no use for", "address", l.Addr, "flags", l.Ignored)
 		}
+	}
+
+	clusterOpts, err := clusterOptions(o, log)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
 	}
 
 	scfg := store.Config{
@@ -244,24 +292,84 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 		Hostname:        hostname,
 		Configuration:   cpConfiguration(o, backend, st),
 		ShutdownTimeout: o.ShutdownTimeout,
+		Cluster:         clusterOpts,
 		Logger:          log,
 	})
 	if err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
+		// Certificates are loaded here: a bad file is a settings error.
+		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	if err := srv.Listen(); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	log.Info("control plane started", "admin_listen", srv.AdminAddrs(), "status_listen", srv.StatusAddrs(),
+		"cluster_listen", srv.ClusterAddr(),
 		"database", st.Backend(), "location", st.Location(), "node_id", nodeID, "admin_token", o.AdminToken != "")
+	if clusterOpts != nil && st.Backend() == store.BackendSQLite {
+		log.Info("hybrid mode on SQLite: run one control plane per database file; for several control planes use PostgreSQL")
+	}
 	if o.Ready != nil {
-		o.Ready(serveCPAddrs{Admin: srv.AdminAddrs(), Status: srv.StatusAddrs()})
+		o.Ready(serveCPAddrs{Admin: srv.AdminAddrs(), Status: srv.StatusAddrs(), Cluster: srv.ClusterAddr()})
 	}
 	if err := srv.Serve(ctx); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	log.Info("control plane stopped")
 	return nil
+}
+
+// clusterOptions checks the hybrid-mode settings: nil (and a log line
+// saying so) for an Admin-only control plane.
+func clusterOptions(o serveCPOptions, log *slog.Logger) (*cluster.Options, error) {
+	cert, key := strings.TrimSpace(o.ClusterCert), strings.TrimSpace(o.ClusterCertKey)
+	switch {
+	case cert == "" && key == "":
+		log.Info("no cluster certificate (--cluster-cert/--cluster-cert-key, KONG_CLUSTER_CERT/KONG_CLUSTER_CERT_KEY): " +
+			"running without the cluster listener, data planes cannot connect (Admin-only control plane)")
+		return nil, nil
+	case cert == "" || key == "":
+		return nil, errors.New("cluster certificate and key must be provided to use Hybrid mode " +
+			"(--cluster-cert and --cluster-cert-key, or KONG_CLUSTER_CERT and KONG_CLUSTER_CERT_KEY)")
+	}
+	if o.ClusterListen == "" {
+		o.ClusterListen = cluster.DefaultListen
+	}
+	listens, err := dp.ParseListen("cluster_listen", o.ClusterListen)
+	if err != nil {
+		return nil, err
+	}
+	if len(listens) > 1 {
+		return nil, fmt.Errorf("cluster_listen: one address expected, got %d in %q", len(listens), o.ClusterListen)
+	}
+	if len(listens) == 0 {
+		log.Info("cluster_listen is off: running without the cluster listener, data planes cannot connect (Admin-only control plane)")
+		return nil, nil
+	}
+	mode, err := wire.ParseTLSMode(o.ClusterMTLS)
+	if err != nil {
+		return nil, err
+	}
+	if o.ClusterMaxPayload == 0 {
+		o.ClusterMaxPayload = wire.DefaultMaxPayload
+	}
+	if err := wire.ValidateMaxPayload(o.ClusterMaxPayload); err != nil {
+		return nil, err
+	}
+	if o.ClusterPurgeDelay == 0 {
+		o.ClusterPurgeDelay = cluster.DefaultPurgeDelay
+	}
+	if o.ClusterPurgeDelay < cluster.MinPurgeDelay {
+		return nil, errors.New("cluster_data_plane_purge_delay must be 60 or greater")
+	}
+	if mode == wire.TLSModePKI && strings.TrimSpace(o.ClusterCACert) == "" {
+		return nil, errors.New(`cluster_ca_cert must be specified when cluster_mtls = "pki"`)
+	}
+	return &cluster.Options{
+		Listen:     listens[0].Addr,
+		TLS:        wire.TLSOptions{Mode: mode, Cert: o.ClusterCert, Key: o.ClusterCertKey, CA: o.ClusterCACert},
+		MaxPayload: o.ClusterMaxPayload,
+		PurgeDelay: o.ClusterPurgeDelay,
+	}, nil
 }
 
 func listenAddrs(ls []dp.Listen) []string {
@@ -298,6 +406,12 @@ func cpConfiguration(o serveCPOptions, backend string, st store.Store) map[strin
 		"plugins":       []any{"bundled"},
 		"router_flavor": "traditional_compatible",
 		"log_level":     o.LogLevel,
+	}
+	if strings.TrimSpace(o.ClusterCert) != "" {
+		c["cluster_listen"] = split(o.ClusterListen)
+		c["cluster_mtls"] = o.ClusterMTLS
+		c["cluster_max_payload"] = o.ClusterMaxPayload
+		c["cluster_data_plane_purge_delay"] = int64(o.ClusterPurgeDelay / time.Second)
 	}
 	if backend == store.BackendPostgres {
 		c["pg_host"] = o.PGHost

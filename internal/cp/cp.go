@@ -1,7 +1,7 @@
 // Package cp is kongfb's control plane: it wires the configuration store to
-// the Kong-compatible Admin API and the status API, and owns their listeners
-// and graceful shutdown. The hybrid-mode push to data planes plugs in beside
-// them (Options.Mount exposes extra Admin API paths such as /clustering/).
+// the Kong-compatible Admin API, the status API and, in hybrid mode, the
+// cluster listener that pushes the configuration to data planes
+// (internal/cp/cluster), and owns their listeners and graceful shutdown.
 package cp
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kongfb/kongfb/internal/cp/admin"
+	"github.com/kongfb/kongfb/internal/cp/cluster"
 	"github.com/kongfb/kongfb/internal/cp/store"
 )
 
@@ -49,8 +50,12 @@ type Options struct {
 	// ShutdownTimeout overrides DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Mount adds Admin API handlers by path prefix (see admin.Options).
-	Mount  map[string]http.Handler
-	Logger *slog.Logger
+	Mount map[string]http.Handler
+	// Cluster, when set, runs the hybrid-mode cluster listener over Store
+	// (its Store and Logger are filled from these options). Nil makes an
+	// Admin-only control plane: GET /clustering/data-planes answers 400.
+	Cluster *cluster.Options
+	Logger  *slog.Logger
 }
 
 // Server is a running control plane node.
@@ -59,6 +64,7 @@ type Server struct {
 	log     *slog.Logger
 	admin   *admin.Handler
 	stats   *admin.Stats
+	cluster *cluster.Server
 	mu      sync.Mutex
 	servers []*http.Server
 	lns     []net.Listener
@@ -80,6 +86,29 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	var cs *cluster.Server
+	mount := map[string]http.Handler{}
+	for p, h := range opts.Mount {
+		mount[p] = h
+	}
+	if opts.Cluster != nil {
+		co := *opts.Cluster
+		co.Store = opts.Store
+		if co.Logger == nil {
+			co.Logger = opts.Logger
+		}
+		var err error
+		if cs, err = cluster.New(co); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := mount["/clustering/"]; !ok {
+		var rows admin.DataPlaneRows
+		if cs != nil {
+			rows = cs.Registry().Rows
+		}
+		mount["/clustering/"] = admin.ClusteringHandler(rows)
+	}
 	stats := &admin.Stats{}
 	h, err := admin.New(admin.Options{
 		Store:         opts.Store,
@@ -90,16 +119,29 @@ func New(opts Options) (*Server, error) {
 		MaxBodyBytes:  opts.MaxBodyBytes,
 		Configuration: opts.Configuration,
 		Stats:         stats,
-		Mount:         opts.Mount,
+		Mount:         mount,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Server{opts: opts, log: opts.Logger, admin: h, stats: stats}, nil
+	return &Server{opts: opts, log: opts.Logger, admin: h, stats: stats, cluster: cs}, nil
 }
 
 // Admin returns the Admin API handler (for tests and embedding).
 func (s *Server) Admin() *admin.Handler { return s.admin }
+
+// Cluster returns the hybrid-mode cluster server, nil for an Admin-only
+// control plane.
+func (s *Server) Cluster() *cluster.Server { return s.cluster }
+
+// ClusterAddr is the bound cluster listener address ("" without one or
+// before Listen).
+func (s *Server) ClusterAddr() string {
+	if s.cluster == nil {
+		return ""
+	}
+	return s.cluster.Addr()
+}
 
 // Listen binds every listener, so that a port conflict is reported before
 // the node claims to be up. It warns when the Admin API is reachable from
@@ -146,6 +188,12 @@ func (s *Server) Listen() error {
 		}
 		s.statusA = append(s.statusA, bound)
 	}
+	if s.cluster != nil {
+		if err := s.cluster.Listen(); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
 	return nil
 }
 
@@ -172,7 +220,27 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	errc := make(chan error, len(s.servers))
+	errc := make(chan error, len(s.servers)+1)
+	// The cluster server stops with this context, after the Admin API
+	// listeners (a write accepted during shutdown is still pushed if the
+	// push loop is running).
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+	clusterDone := make(chan struct{})
+	if s.cluster != nil {
+		go func() {
+			defer close(clusterDone)
+			if err := s.cluster.Serve(cctx); err != nil {
+				errc <- err
+				return
+			}
+			if cctx.Err() == nil {
+				errc <- errors.New("cluster listener stopped")
+			}
+		}()
+	} else {
+		close(clusterDone)
+	}
 	for i, srv := range s.servers {
 		go func(srv *http.Server, ln net.Listener) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -197,6 +265,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			_ = srv.Close()
 		}
 	}
+	ccancel()
+	<-clusterDone
 	if serveErr != nil {
 		return serveErr
 	}

@@ -420,6 +420,7 @@ func TestPluginIncompatibleDPSkipped(t *testing.T) {
 
 func TestRegistryFromPings(t *testing.T) {
 	st := storetest.NewSQLite(t)
+	addService(t, st, "first") // a non-empty hash, unlike a new DP's
 	cp := startCP(t, st, sharedTLS(t), nil)
 	id := uuid.NewString()
 	dp := mustDialDP(t, cp.addr, cp.cert, dpOpts{id: id, labels: map[string]string{"region": "eu", "tier": "gold"}})
@@ -427,7 +428,7 @@ func TestRegistryFromPings(t *testing.T) {
 	// The test DP pings right after applying, as a DP does.
 	waitFor(t, "the DP's hash in the registry", func() bool {
 		e, _ := cp.Registry().Get(id)
-		return e.ConfigHash == r.msg.ConfigHash
+		return e.ConfigHash == r.msg.ConfigHash && e.SyncStatus == wire.SyncStatusNormal
 	})
 	e, _ := cp.Registry().Get(id)
 	certs, err := wire.ParseCertsPEM(mustRead(t, cp.cert.Cert))
