@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kongfb/kongfb/internal/cp/cluster/clustertest"
+	"github.com/kongfb/kongfb/pkg/cluster"
+)
+
+// Propagation benchmarks: the time from the start of an Admin API write
+// (POST /services/bench/routes) to every data plane serving the new route. The CP is a real `serve cp`
+// (SQLite, Admin API, cluster listener); "real" DPs are `serve dp --cp`
+// with proxy listeners, polled until the route answers 200; light DPs
+// (clustertest) decode, parse and apply every push like a DP but have no
+// listener. Everything shares this process and the machine's cores.
+//
+// Each benchmark iteration is ONE write: run with -benchtime 30x for 30
+// writes (scripts/bench/propagation.sh does). Reported: p50/p99/max over
+// the writes, the Admin API write time, and for light DPs when the last of
+// them had the frame in hand (the CP's fan-out).
+//
+//	go test -run '^$' -bench BenchmarkPropagation -benchtime 30x ./internal/cli/
+
+func BenchmarkPropagation(b *testing.B) {
+	b.Run("N=1", func(b *testing.B) { benchPropagation(b, 1, 0, false) })
+	b.Run("N=50", func(b *testing.B) { benchPropagation(b, 3, 47, false) })
+	// The CP's fan-out alone: 50 light DPs that only receive and gunzip
+	// (no parse/apply competing for the cores).
+	b.Run("N=50-recv-only", func(b *testing.B) { benchPropagation(b, 0, 50, true) })
+}
+
+// benchCP runs `serve cp` with a cluster listener for a benchmark.
+func benchCP(b *testing.B) (serveCPAddrs, cluster.TLSOptions) {
+	b.Helper()
+	tlsOpts := clustertest.SharedCert(b)
+	o := serveCPOptions{
+		AdminListen: "127.0.0.1:0", StatusListen: "off", Database: "sqlite",
+		Prefix:        filepath.Join(b.TempDir(), "cp"),
+		ClusterListen: "127.0.0.1:0", ClusterCert: tlsOpts.Cert, ClusterCertKey: tlsOpts.Key,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	ready := make(chan serveCPAddrs, 1)
+	o.Ready = func(a serveCPAddrs) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServeCP(ctx, o) }()
+	b.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-ready:
+		return a, tlsOpts
+	case err := <-done:
+		b.Fatalf("serve cp: %v", err)
+	case <-time.After(30 * time.Second):
+		b.Fatal("serve cp did not start")
+	}
+	return serveCPAddrs{}, tlsOpts
+}
+
+// benchDP runs `serve dp --cp` and returns its proxy address.
+func benchDP(b *testing.B, cpAddr string, tlsOpts cluster.TLSOptions) string {
+	b.Helper()
+	o := serveDPOptions{
+		ProxyListen: "127.0.0.1:0", StatusListen: "127.0.0.1:0",
+		ControlPlane: cpAddr, ClusterCert: tlsOpts.Cert, ClusterCertKey: tlsOpts.Key, ClusterMTLS: "shared",
+		ClusterMaxPayload: cluster.DefaultMaxPayload,
+		PingInterval:      cluster.DefaultPingInterval,
+		ReconnectMin:      10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
+		CPConnectTimeout: 5 * time.Second, DrainTimeout: time.Second,
+		Prefix: filepath.Join(b.TempDir(), "dp"),
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	ready := make(chan serveDPAddrs, 1)
+	o.Ready = func(a serveDPAddrs) { ready <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServeDP(ctx, o) }()
+	b.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-ready:
+		return "http://" + a.Proxy[0]
+	case err := <-done:
+		b.Fatalf("serve dp: %v", err)
+	case <-time.After(30 * time.Second):
+		b.Fatal("serve dp did not start")
+	}
+	return ""
+}
+
+var benchClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+
+func benchPost(b *testing.B, url, body string) {
+	res, err := benchClient.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		b.Fatalf("POST %s: %d %s", url, res.StatusCode, out)
+	}
+}
+
+// benchServes polls a real DP until path answers want.
+func benchServes(url string, want int, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if res, err := benchClient.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == want {
+				return true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+// pending tracks one write: the DPs not yet serving its route, and when
+// the last light DP received the frame carrying it.
+type pending struct {
+	mu       sync.Mutex
+	route    string
+	left     map[any]bool
+	all      chan struct{}
+	lastRecv time.Time
+}
+
+func (p *pending) done(who any, receivedAt time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.left[who] {
+		return
+	}
+	if receivedAt.After(p.lastRecv) {
+		p.lastRecv = receivedAt
+	}
+	delete(p.left, who)
+	if len(p.left) == 0 {
+		close(p.all)
+	}
+}
+
+func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
+	addrs, tlsOpts := benchCP(b)
+	admin := "http://" + addrs.Admin[0]
+	up := benchUpstream(b)
+	benchPost(b, admin+"/services", fmt.Sprintf(`{"name":"bench","url":%q}`, up))
+
+	var cur atomic.Pointer[pending]
+	onApplied := func(d *clustertest.LightDP, recv time.Time) {
+		if p := cur.Load(); p != nil && d.HasRoute(p.route) {
+			p.done(d, recv)
+		}
+	}
+	var light []*clustertest.LightDP
+	for i := 0; i < nLight; i++ {
+		light = append(light, clustertest.Start(b, addrs.Cluster, tlsOpts, clustertest.Options{OnApplied: onApplied, RecvOnly: recvOnly}))
+	}
+	var real []string
+	for i := 0; i < nReal; i++ {
+		real = append(real, benchDP(b, addrs.Cluster, tlsOpts))
+	}
+	// Every DP holds the initial config (the service, no route) first.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range light {
+		for d.Applied() == 0 {
+			if time.Now().After(deadline) {
+				b.Fatal("light DPs did not get the initial config")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for _, u := range real {
+		// Kong's 404 "no Route matched" means a config is being served.
+		if !benchServes(u+"/", 404, 30*time.Second) {
+			b.Fatalf("DP %s serves nothing", u)
+		}
+	}
+
+	var lat, writeLat, recvLat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("r%d", i)
+		p := &pending{route: name, left: map[any]bool{}, all: make(chan struct{})}
+		for _, d := range light {
+			p.left[d] = true
+		}
+		for _, u := range real {
+			p.left[u] = true
+		}
+		cur.Store(p)
+		start := time.Now()
+		benchPost(b, admin+"/services/bench/routes", fmt.Sprintf(`{"name":%q,"paths":["/%s"]}`, name, name))
+		writeLat = append(writeLat, time.Since(start))
+		for _, d := range light {
+			if d.HasRoute(name) {
+				p.done(d, time.Time{})
+			}
+		}
+		for _, u := range real {
+			go func(u string) {
+				if benchServes(u+"/"+name, 200, 30*time.Second) {
+					p.done(u, time.Time{})
+				}
+			}(u)
+		}
+		select {
+		case <-p.all:
+		case <-time.After(30 * time.Second):
+			b.Fatalf("write %d: not every DP serves /%s after 30 s", i, name)
+		}
+		lat = append(lat, time.Since(start))
+		p.mu.Lock()
+		if !p.lastRecv.IsZero() {
+			recvLat = append(recvLat, p.lastRecv.Sub(start))
+		}
+		p.mu.Unlock()
+	}
+	b.StopTimer()
+	pct(b, lat, "")
+	pct(b, writeLat, "write-")
+	if len(recvLat) > 0 {
+		pct(b, recvLat, "light-received-")
+	}
+	b.ReportMetric(0, "ns/op") // the wall time per op says nothing here
+}
+
+// pct reports p50, p99 and max of d in milliseconds.
+func pct(b *testing.B, d []time.Duration, prefix string) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	at := func(p float64) float64 {
+		i := int(float64(len(d))*p+0.5) - 1
+		i = max(0, min(i, len(d)-1))
+		return float64(d[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.50), prefix+"p50-ms")
+	b.ReportMetric(at(0.99), prefix+"p99-ms")
+	if prefix == "" {
+		b.ReportMetric(at(1), "max-ms")
+	}
+}
+
+func benchUpstream(b *testing.B) string {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
