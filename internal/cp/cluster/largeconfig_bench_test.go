@@ -14,8 +14,8 @@ import (
 	"github.com/kongfb/kongfb/internal/cp/store"
 	"github.com/kongfb/kongfb/internal/cp/store/storetest"
 	"github.com/kongfb/kongfb/internal/proxy"
-	"github.com/kongfb/kongfb/pkg/config"
 	wire "github.com/kongfb/kongfb/pkg/cluster"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // BenchmarkLargeConfig: a 10,000-route configuration (100 services x 100
