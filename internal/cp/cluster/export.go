@@ -32,6 +32,15 @@ type Payload struct {
 	// converting, hashing and compressing took.
 	ExportedAt time.Time
 	ExportTook time.Duration
+	// Stages splits ExportTook: reading the store, converting and
+	// validating the rows (FromEntities), hashing, and encoding (JSON +
+	// gzip).
+	Stages ExportStages
+}
+
+// ExportStages are the parts of an export, for logs and benchmarks.
+type ExportStages struct {
+	Read, Convert, Hash, Encode time.Duration
 }
 
 // exportPayload reads the whole configuration in one consistent snapshot
@@ -41,7 +50,15 @@ type Payload struct {
 // after a failed read took every route of every DP down).
 func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payload, error) {
 	start := time.Now()
+	var stages ExportStages
+	mark := start
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d = now.Sub(mark)
+		mark = now
+	}
 	snap, err := st.Export(ctx)
+	lap(&stages.Read)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration from the store: %w", err)
 	}
@@ -53,7 +70,9 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 		return nil, fmt.Errorf("stored configuration (version %d) does not convert to an export: %w", snap.Version, err)
 	}
 	cfg := full.WithoutDisabled()
+	lap(&stages.Convert)
 	hash, hashes := config.Hash(cfg)
+	lap(&stages.Hash)
 	table, err := cfg.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("encode configuration (version %d): %w", snap.Version, err)
@@ -69,6 +88,7 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 	if err != nil {
 		return nil, fmt.Errorf("encode reconfigure payload (version %d, hash %s): %w", snap.Version, hash, err)
 	}
+	lap(&stages.Encode)
 	return &Payload{
 		Version:    snap.Version,
 		Hash:       hash,
@@ -78,6 +98,7 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 		Entities:   countEntities(cfg),
 		ExportedAt: start,
 		ExportTook: time.Since(start),
+		Stages:     stages,
 	}, nil
 }
 

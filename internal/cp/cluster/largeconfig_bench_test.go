@@ -100,6 +100,11 @@ func BenchmarkLargeConfig(b *testing.B) {
 	b.ReportMetric(med(push), "write-to-applied-p50-ms")
 	b.ReportMetric(med(apply), "dp-apply-p50-ms")
 	b.ReportMetric(med(export), "cp-export-p50-ms")
+	st2 := cp.Current().Stages
+	b.ReportMetric(ms(st2.Read), "cp-read-ms")
+	b.ReportMetric(ms(st2.Convert), "cp-convert-ms")
+	b.ReportMetric(ms(st2.Hash), "cp-hash-ms")
+	b.ReportMetric(ms(st2.Encode), "cp-encode-ms")
 	b.ReportMetric(0, "ns/op")
 }
 

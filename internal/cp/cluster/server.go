@@ -400,5 +400,9 @@ func (s *Server) install(p *Payload) {
 		c.deliver(p)
 	}
 	s.log.Info("[clustering] config pushed", "data_planes", len(targets), "version", p.Version, "config_hash", p.Hash,
-		"entities", p.Entities, "bytes", len(p.Frame), "export_ms", float64(p.ExportTook.Microseconds())/1000)
+		"entities", p.Entities, "bytes", len(p.Frame), "export_ms", ms(p.ExportTook),
+		"read_ms", ms(p.Stages.Read), "convert_ms", ms(p.Stages.Convert), "hash_ms", ms(p.Stages.Hash), "encode_ms", ms(p.Stages.Encode))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000
 }

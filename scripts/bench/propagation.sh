@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Hybrid-mode propagation: how long an Admin API write takes to reach every
+# data plane, and what a 10,000-route configuration costs.
+#
+#   1. BenchmarkPropagation (internal/cli): a real `serve cp` (SQLite, Admin
+#      API, cluster listener) and N data planes in one process; each of
+#      --writes Admin API writes adds a route, timed until every DP serves it.
+#        N=1            one real `serve dp --cp`, polled until the route is 200
+#        N=50           3 real DPs + 47 light DPs (sync + decode + parse + apply)
+#        N=50-recv-only 50 light DPs that only receive and gunzip: the CP's fan-out
+#   2. BenchmarkLargeConfig (internal/cp/cluster): 10,000 routes; CP export
+#      time, frame size, DP decode+parse+apply, write -> applied, DP heap.
+#   3. Separate processes: `kongfb serve cp` + `kongfb serve dp --cp`, a
+#      10,000-route config posted to /config; time until the DP serves the
+#      last route, and the DP's RSS before/after (VmRSS, VmHWM).
+#
+# Usage: scripts/bench/propagation.sh [--writes 30] [--skip-go] [--skip-process]
+# Env:   BENCH_WRITES, BENCH_KONGFB_BIN (a prebuilt kongfb for step 3)
+# Everything listens on 127.0.0.1 ports picked at run time; every process
+# started here is stopped on exit. The machine may be shared: run it more
+# than once and compare.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+WRITES=${BENCH_WRITES:-30}
+SKIP_GO=""
+SKIP_PROC=""
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --writes) WRITES=$2; shift 2 ;;
+    --writes=*) WRITES=${1#*=}; shift ;;
+    --skip-go) SKIP_GO=1; shift ;;
+    --skip-process) SKIP_PROC=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[[ $WRITES =~ ^[1-9][0-9]*$ ]] || { echo "--writes: want a positive number, got $WRITES" >&2; exit 2; }
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [ -z "$SKIP_GO" ]; then
+  log "BenchmarkPropagation: $WRITES writes per case (metrics in ms; ns/op is meaningless here)"
+  go test -run '^$' -bench 'BenchmarkPropagation' -benchtime "${WRITES}x" -count 1 ./internal/cli/ | grep -E '^(Benchmark|ok|FAIL)'
+  log "BenchmarkLargeConfig: 10,000 routes, 5 changes"
+  go test -run '^$' -bench 'BenchmarkLargeConfig' -benchtime 5x -count 1 ./internal/cp/cluster/ | grep -E '^(Benchmark|ok|FAIL)'
+fi
+
+[ -n "$SKIP_PROC" ] && exit 0
+
+# --- separate processes ----------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kongfb-prop.XXXXXX")
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+USED_PORTS=" "
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 12000 ))
+    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      USED_PORTS="$USED_PORTS$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+code_of() { curl -s -o /dev/null -w '%{http_code}' "$1" || true; }
+wait_code() { # url status timeout-seconds
+  local end=$(( $(date +%s) + $3 )) c=""
+  while [ "$(date +%s)" -lt "$end" ]; do
+    c=$(code_of "$1")
+    [ "$c" = "$2" ] && return 0
+    sleep 0.05
+  done
+  echo "timed out waiting for $1 to answer $2 (last: $c)" >&2
+  return 1
+}
+rss() { awk '/^(VmRSS|VmHWM)/ {printf "%s %.1f MiB  ", $1, $2/1024}' "/proc/$1/status"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+KONGFB_BIN=${BENCH_KONGFB_BIN:-}
+if [ -z "$KONGFB_BIN" ]; then
+  log "building kongfb"
+  go build -o "$WORK/kongfb" ./cmd/kongfb
+  KONGFB_BIN=$WORK/kongfb
+fi
+"$KONGFB_BIN" cert gen --cert "$WORK/cluster.crt" --key "$WORK/cluster.key" >/dev/null
+
+ADMIN=$(free_port); CPST=$(free_port); CLUSTER=$(free_port); PROXY=$(free_port); DPST=$(free_port)
+"$KONGFB_BIN" serve cp --prefix "$WORK/cp" --admin-listen "127.0.0.1:$ADMIN" --status-listen "127.0.0.1:$CPST" \
+  --cluster-listen "127.0.0.1:$CLUSTER" --cluster-cert "$WORK/cluster.crt" --cluster-cert-key "$WORK/cluster.key" \
+  >"$WORK/cp.log" 2>&1 &
+CP_PID=$!; PIDS+=("$CP_PID")
+wait_code "http://127.0.0.1:$CPST/status/ready" 200 30
+"$KONGFB_BIN" serve dp --cp "127.0.0.1:$CLUSTER" --prefix "$WORK/dp" \
+  --proxy-listen "127.0.0.1:$PROXY" --status-listen "127.0.0.1:$DPST" \
+  --cluster-cert "$WORK/cluster.crt" --cluster-cert-key "$WORK/cluster.key" >"$WORK/dp.log" 2>&1 &
+DP_PID=$!; PIDS+=("$DP_PID")
+wait_code "http://127.0.0.1:$PROXY/nothing" 404 30
+sleep 1
+log "DP before the config:  $(rss "$DP_PID")"
+
+# 100 services x 100 routes; the services point at a closed port, so a
+# matched route answers 502 and an unknown path 404.
+awk 'BEGIN {
+  printf "{\"_format_version\":\"3.0\",\"services\":["
+  for (s = 0; s < 100; s++) {
+    if (s) printf ","
+    printf "{\"name\":\"s%d\",\"url\":\"http://127.0.0.1:9\",\"routes\":[", s
+    for (r = 0; r < 100; r++) { if (r) printf ","; printf "{\"name\":\"s%d-r%d\",\"paths\":[\"/s%d/r%d\"]}", s, r, s, r }
+    printf "]}"
+  }
+  printf "]}"
+}' >"$WORK/kong.json"
+
+t0=$(now_ms)
+code=$(curl -s -o "$WORK/post.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  --data-binary "@$WORK/kong.json" "http://127.0.0.1:$ADMIN/config")
+[ "$code" = 201 ] || { echo "POST /config: $code $(head -c 500 "$WORK/post.out")" >&2; exit 1; }
+t1=$(now_ms)
+wait_code "http://127.0.0.1:$PROXY/s99/r99" 502 120
+t2=$(now_ms)
+log "10,000 routes: POST /config took $((t1 - t0)) ms; config served by the DP $((t2 - t1)) ms after the write returned ($((t2 - t0)) ms from its start)"
+sleep 1
+log "DP after the config:   $(rss "$DP_PID")"
+log "CP after the config:   $(rss "$CP_PID")"
+
+# One more route on top of the 10,000: the steady-state cost of a change.
+t0=$(now_ms)
+code=$(curl -s -o "$WORK/post.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  --data '{"name":"extra","paths":["/extra"]}' "http://127.0.0.1:$ADMIN/services/s0/routes")
+[ "$code" = 201 ] || { echo "POST route: $code $(cat "$WORK/post.out")" >&2; exit 1; }
+wait_code "http://127.0.0.1:$PROXY/extra" 502 120
+t1=$(now_ms)
+log "one route added to the 10,000-route config: served by the DP $((t1 - t0)) ms after the write started"
+log "DP after the change:   $(rss "$DP_PID")"
