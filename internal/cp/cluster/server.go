@@ -404,5 +404,6 @@ func (s *Server) install(p *Payload) {
 		"read_ms", ms(p.Stages.Read), "convert_ms", ms(p.Stages.Convert), "hash_ms", ms(p.Stages.Hash), "encode_ms", ms(p.Stages.Encode))
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }
