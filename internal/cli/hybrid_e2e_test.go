@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/internal/cp/store/storetest"
 	"github.com/kongfb/kongfb/pkg/cluster"
 	"github.com/kongfb/kongfb/pkg/config"
 )
@@ -226,4 +227,48 @@ func TestServeCPClusterSettings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// HA: two `serve cp` on one PostgreSQL database. A write through CP A's
+// Admin API reaches a DP connected to CP B (the stores' LISTEN/NOTIFY), and
+// the other way round.
+func TestHybridTwoControlPlanesPostgres(t *testing.T) {
+	cfg := storetest.PostgresConfig(t)
+	cfg.AutoMigrate = true // what `kongfb migrations bootstrap` does
+	st, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t)
+	cert, key := writeSharedCert(t)
+	cpOpts := func() serveCPOptions {
+		o := cpTestOptions(t)
+		o.Database = "postgres"
+		o.PGDSN, o.PGSchema = cfg.Postgres.DSN, cfg.Postgres.Schema
+		o.ClusterListen = "127.0.0.1:0"
+		o.ClusterCert, o.ClusterCertKey = cert, key
+		return o
+	}
+	a, _ := startCP(t, cpOpts())
+	b, _ := startCP(t, cpOpts())
+	dpA := startDP(t, hybridDP(a.Cluster, filepath.Join(t.TempDir(), "dpa"), cert, key))
+	dpB := startDP(t, hybridDP(b.Cluster, filepath.Join(t.TempDir(), "dpb"), cert, key))
+
+	post := func(admin, path, body string) {
+		t.Helper()
+		if code, m := cpRequest(t, "POST", "http://"+admin+path, body, ""); code != 201 {
+			t.Fatalf("POST %s: %d %v", path, code, m)
+		}
+	}
+	post(a.Admin[0], "/services", fmt.Sprintf(`{"name":"ha","url":%q}`, up.URL))
+	post(a.Admin[0], "/services/ha/routes", `{"name":"via-a","paths":["/via-a"]}`)
+	eventually(t, "the write on CP A served by the DP on CP B", func() bool { return serves(t, dpB, "/via-a", 200) })
+	post(b.Admin[0], "/services/ha/routes", `{"name":"via-b","paths":["/via-b"]}`)
+	eventually(t, "the write on CP B served by the DP on CP A", func() bool { return serves(t, dpA, "/via-b", 200) })
+	eventually(t, "both DPs on the same hash", func() bool {
+		return statusDoc(t, dpA.addrs.Status)["configuration_hash"] == statusDoc(t, dpB.addrs.Status)["configuration_hash"]
+	})
 }
