@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"os"
 	"strings"
@@ -531,5 +532,17 @@ func TestTwoControlPlanesOnePostgres(t *testing.T) {
 	// Each CP lists the DPs connected to it.
 	if len(cpA.Registry().List()) != 1 || len(cpB.Registry().List()) != 1 {
 		t.Errorf("registries: A %d, B %d", len(cpA.Registry().List()), len(cpB.Registry().List()))
+	}
+}
+
+func TestConnectNotesMissingPluginsOneLine(t *testing.T) {
+	log, lb := newLogger(t)
+	logConnectNotes(context.Background(), log, wire.ConnectNotes("3.9.1", "3.8.0", bundledPluginInfos(), nil))
+	out := lb.String()
+	if n := strings.Count(out, "\n"); n != 2 {
+		t.Errorf("%d lines, want the minor-version note and one line for the missing plugins:\n%s", n, out)
+	}
+	if !strings.Contains(out, "key-auth plugin 3.9.1") || !strings.Contains(out, "minor version") {
+		t.Errorf("log:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	wire "github.com/kongfb/kongfb/pkg/cluster"
 )
@@ -69,9 +70,7 @@ func (s *Server) handleOutlet(w http.ResponseWriter, r *http.Request) {
 		_ = conn.CloseWithReason(err.Error())
 		return
 	}
-	for _, n := range wire.ConnectNotes(s.opts.Version, node.Version, s.opts.Plugins, node.BasicInfo.Plugins) {
-		log.Log(parent, n.Level, "[clustering] "+n.Message)
-	}
+	logConnectNotes(parent, log, wire.ConnectNotes(s.opts.Version, node.Version, s.opts.Plugins, node.BasicInfo.Plugins))
 
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
@@ -162,4 +161,27 @@ func (c *client) send(ctx context.Context, p *Payload) error {
 	s.reg.setStatus(c.node.ID, wire.SyncStatusNormal)
 	c.log.Debug("[clustering] configuration sent to data plane", "config_hash", p.Hash, "version", p.Version, "bytes", len(p.Frame))
 	return nil
+}
+
+// logConnectNotes logs what Kong logs when a DP connects. Kong writes one
+// WARN per plugin the DP lacks; a kongfb DP announces no plugins (its proxy
+// runs none), which would be some 40 lines per connection, so missing
+// plugins are listed in one line.
+func logConnectNotes(ctx context.Context, log *slog.Logger, notes []wire.Note) {
+	const suffix = " is missing from data plane"
+	var missing []string
+	for _, n := range notes {
+		if name, ok := strings.CutSuffix(n.Message, suffix); ok {
+			missing = append(missing, name)
+			continue
+		}
+		log.Log(ctx, n.Level, "[clustering] "+n.Message)
+	}
+	switch {
+	case len(missing) == 1:
+		log.Warn("[clustering] " + missing[0] + suffix)
+	case len(missing) > 1:
+		log.Warn("[clustering] data plane lacks plugins the control plane has; configurations using them are not sent to it",
+			"missing", len(missing), "plugins", strings.Join(missing, ", "))
+	}
 }
