@@ -72,12 +72,7 @@ func (h *Handler) routeEntities(w http.ResponseWriter, r *http.Request, segs []s
 		return
 	}
 	parent, kerr, err := h.lookup(r.Context(), coll, parentKey)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if kerr != nil {
-		writeError(w, kerr)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
 	if parent == nil {
@@ -87,7 +82,7 @@ func (h *Handler) routeEntities(w http.ResponseWriter, r *http.Request, segs []s
 	parentID, _ := parent["id"].(string)
 	if len(segs) == 3 {
 		if r.Method == http.MethodPost {
-			h.create(w, r, sub, map[string]any{field: map[string]any{"id": parentID}})
+			h.create(w, r, sub, refTo(field, parentID))
 		} else {
 			h.list(w, r, sub, "/"+coll+"/"+parentKey+"/"+sub, true, &store.ForeignFilter{Field: field, ID: parentID})
 		}
@@ -108,7 +103,7 @@ func (h *Handler) entity(w http.ResponseWriter, r *http.Request, coll, key strin
 		var force map[string]any
 		if sc != nil {
 			// Kong's nested PUT forces the parent reference and upserts.
-			force = map[string]any{sc.field: map[string]any{"id": sc.parentID}}
+			force = refTo(sc.field, sc.parentID)
 		}
 		h.put(w, r, coll, key, force)
 	case http.MethodPatch:
@@ -171,12 +166,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, coll, path string
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, coll, key string, sc *scope) {
 	row, kerr, err := h.lookup(r.Context(), coll, key)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if kerr != nil {
-		writeError(w, kerr)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
 	if row == nil || !sc.owns(row) {
@@ -195,10 +185,30 @@ func (h *Handler) respondRow(w http.ResponseWriter, r *http.Request, status int,
 	writeJSON(w, status, out)
 }
 
-// prepare turns a request body into a validated row: form type inference,
-// forced fields (nested endpoints), foreign keys by name, then the schema.
-// It answers the request itself on a user error and returns ok=false.
-func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, coll string, b *requestBody, force map[string]any, mode validateMode) (store.Row, []any, bool) {
+// answered answers the request with err (h.fail) or else with the user
+// error kerr, and reports whether it did: the caller then stops.
+func (h *Handler) answered(w http.ResponseWriter, r *http.Request, kerr *kongError, err error) bool {
+	switch {
+	case err != nil:
+		h.fail(w, r, err)
+	case kerr != nil:
+		writeError(w, kerr)
+	default:
+		return false
+	}
+	return true
+}
+
+// refTo is the {field: {"id": id}} reference a nested endpoint forces.
+func refTo(field, id string) map[string]any {
+	return map[string]any{field: map[string]any{"id": id}}
+}
+
+// entityArgs turns a request body into the arguments to validate: form type
+// inference, forced fields (nested endpoints), foreign keys by name, and a
+// certificate's transient `snis` taken out (nil when not given). It answers
+// the request itself on a user error and returns ok=false.
+func (h *Handler) entityArgs(w http.ResponseWriter, r *http.Request, coll string, b *requestBody, force map[string]any) (map[string]any, []any, bool) {
 	args := b.args
 	if b.kind == bodyForm {
 		inferEntityArgs(coll, args)
@@ -206,21 +216,27 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, coll string, b
 	for k, v := range force {
 		args[k] = v
 	}
-	if kerr, err := h.resolveForeign(r.Context(), coll, args); err != nil {
-		h.fail(w, r, err)
+	if kerr, err := h.resolveForeign(r.Context(), coll, args); h.answered(w, r, kerr, err) {
 		return nil, nil, false
-	} else if kerr != nil {
+	}
+	if coll != "certificates" {
+		return args, nil, true
+	}
+	snis, kerr := takeSNIs(args)
+	if kerr != nil {
 		writeError(w, kerr)
 		return nil, nil, false
 	}
-	var snis []any
-	if coll == "certificates" {
-		var kerr *kongError
-		snis, kerr = takeSNIs(args)
-		if kerr != nil {
-			writeError(w, kerr)
-			return nil, nil, false
-		}
+	return args, snis, true
+}
+
+// prepare turns a request body into a validated row (see entityArgs) whose
+// SNIs, for a certificate, belong to no other certificate. It answers the
+// request itself on a user error and returns ok=false.
+func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, coll string, b *requestBody, force map[string]any, mode validateMode) (store.Row, []any, bool) {
+	args, snis, ok := h.entityArgs(w, r, coll, b, force)
+	if !ok {
+		return nil, nil, false
 	}
 	row, kerr := validateEntity(coll, args, mode)
 	if kerr != nil {
@@ -228,15 +244,33 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, coll string, b
 		return nil, nil, false
 	}
 	if snis != nil {
-		if kerr, err := h.checkSNIsFree(r.Context(), snis, idOf(row)); err != nil {
-			h.fail(w, r, err)
-			return nil, nil, false
-		} else if kerr != nil {
-			writeError(w, kerr)
+		if kerr, err := h.checkSNIsFree(r.Context(), snis, idOf(row)); h.answered(w, r, kerr, err) {
 			return nil, nil, false
 		}
 	}
 	return row, snis, true
+}
+
+// syncedSNIs makes a certificate's SNI rows follow the `snis` its body gave
+// (nil: not given, nothing to do); it answers the request itself on error
+// and returns false.
+func (h *Handler) syncedSNIs(w http.ResponseWriter, r *http.Request, certID string, snis []any) bool {
+	if snis == nil {
+		return true
+	}
+	if err := h.syncSNIs(r.Context(), certID, snis); err != nil {
+		h.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
+// finishWrite completes a write of coll: SNI rows (see syncedSNIs), then the
+// stored row as the answer.
+func (h *Handler) finishWrite(w http.ResponseWriter, r *http.Request, status int, coll string, stored store.Row, snis []any) {
+	if h.syncedSNIs(w, r, idOf(stored), snis) {
+		h.respondRow(w, r, status, coll, stored)
+	}
 }
 
 func idOf(row store.Row) string {
@@ -259,13 +293,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, coll string, fo
 		h.fail(w, r, err)
 		return
 	}
-	if snis != nil {
-		if err := h.syncSNIs(r.Context(), idOf(stored), snis); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	h.respondRow(w, r, http.StatusCreated, coll, stored)
+	h.finishWrite(w, r, http.StatusCreated, coll, stored, snis)
 }
 
 // put serves PUT /{coll}/{key}: create-or-replace. By uuid the row gets
@@ -309,13 +337,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, coll, key string, 
 		h.fail(w, r, err)
 		return
 	}
-	if snis != nil {
-		if err := h.syncSNIs(r.Context(), idOf(stored), snis); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	h.respondRow(w, r, http.StatusOK, coll, stored)
+	h.finishWrite(w, r, http.StatusOK, coll, stored, snis)
 }
 
 // updateError carries a user error out of a store.UpdateFunc.
@@ -330,14 +352,8 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, coll, key string
 	if b == nil {
 		return
 	}
-	ctx := r.Context()
-	cur, kerr, err := h.lookup(ctx, coll, key)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if kerr != nil {
-		writeError(w, kerr)
+	cur, kerr, err := h.lookup(r.Context(), coll, key)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
 	if cur == nil {
@@ -363,36 +379,13 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, coll, key string
 // applyPatch merges body b into row id of coll and validates the result.
 func (h *Handler) applyPatch(w http.ResponseWriter, r *http.Request, coll, id string, b *requestBody, force map[string]any) {
 	ctx := r.Context()
-	patch := b.args
-	if b.kind == bodyForm {
-		inferEntityArgs(coll, patch)
-	}
-	for k, v := range force {
-		patch[k] = v
-	}
-	if kerr, err := h.resolveForeign(ctx, coll, patch); err != nil {
-		h.fail(w, r, err)
-		return
-	} else if kerr != nil {
-		writeError(w, kerr)
+	patch, snis, ok := h.entityArgs(w, r, coll, b, force)
+	if !ok {
 		return
 	}
-	var snis []any
-	if coll == "certificates" {
-		var kerr *kongError
-		snis, kerr = takeSNIs(patch)
-		if kerr != nil {
-			writeError(w, kerr)
+	if snis != nil {
+		if kerr, err := h.checkSNIsFree(ctx, snis, id); h.answered(w, r, kerr, err) {
 			return
-		}
-		if snis != nil {
-			if kerr, err := h.checkSNIsFree(ctx, snis, id); err != nil {
-				h.fail(w, r, err)
-				return
-			} else if kerr != nil {
-				writeError(w, kerr)
-				return
-			}
 		}
 	}
 	delete(patch, "id")
@@ -418,25 +411,14 @@ func (h *Handler) applyPatch(w http.ResponseWriter, r *http.Request, coll, id st
 		h.fail(w, r, err)
 		return
 	}
-	if snis != nil {
-		if err := h.syncSNIs(ctx, id, snis); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	h.respondRow(w, r, http.StatusOK, coll, stored)
+	h.finishWrite(w, r, http.StatusOK, coll, stored, snis)
 }
 
 // del serves DELETE: 204 whether or not the row existed, as Kong does.
 func (h *Handler) del(w http.ResponseWriter, r *http.Request, coll, key string, sc *scope) {
 	ctx := r.Context()
 	row, kerr, err := h.lookup(ctx, coll, key)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if kerr != nil {
-		writeError(w, kerr)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
 	if row == nil {
@@ -465,39 +447,24 @@ func (h *Handler) foreignEntity(w http.ResponseWriter, r *http.Request, coll, ke
 	if !allow(w, r, "GET", "PUT", "PATCH", "DELETE") {
 		return
 	}
-	ctx := r.Context()
-	row, kerr, err := h.lookup(ctx, coll, key)
-	if err != nil {
-		h.fail(w, r, err)
+	row, kerr, err := h.lookup(r.Context(), coll, key)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
-	if kerr != nil {
-		writeError(w, kerr)
-		return
+	refID, linked := "", false
+	if row != nil {
+		refID, linked = foreignIDOf(row[fk.Field])
 	}
-	if row == nil {
+	if row == nil || !linked && r.Method != http.MethodPut {
 		writeJSON(w, http.StatusNotFound, msgNotFound)
 		return
 	}
-	refID, linked := foreignIDOf(row[fk.Field])
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if !linked {
-			writeJSON(w, http.StatusNotFound, msgNotFound)
-			return
-		}
 		h.get(w, r, fk.References, refID, nil)
 	case http.MethodPatch:
-		if !linked {
-			writeJSON(w, http.StatusNotFound, msgNotFound)
-			return
-		}
 		h.patch(w, r, fk.References, refID, nil)
 	case http.MethodDelete:
-		if !linked {
-			writeJSON(w, http.StatusNotFound, msgNotFound)
-			return
-		}
 		writeJSON(w, http.StatusMethodNotAllowed, msgMethodNotAllowed)
 	case http.MethodPut:
 		if linked {
@@ -525,11 +492,8 @@ func (h *Handler) putAndLink(w http.ResponseWriter, r *http.Request, coll, id st
 		h.fail(w, r, err)
 		return
 	}
-	if snis != nil {
-		if err := h.syncSNIs(ctx, idOf(stored), snis); err != nil {
-			h.fail(w, r, err)
-			return
-		}
+	if !h.syncedSNIs(w, r, idOf(stored), snis) {
+		return
 	}
 	_, err = h.store.Update(ctx, coll, id, func(current store.Row) (store.Row, error) {
 		out := make(store.Row, len(current))
@@ -571,12 +535,7 @@ func (h *Handler) routeTargets(w http.ResponseWriter, r *http.Request, upKey str
 	}
 	ctx := r.Context()
 	up, kerr, err := h.lookup(ctx, "upstreams", upKey)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if kerr != nil {
-		writeError(w, kerr)
+	if h.answered(w, r, kerr, err) {
 		return
 	}
 	if up == nil {
@@ -586,7 +545,7 @@ func (h *Handler) routeTargets(w http.ResponseWriter, r *http.Request, upKey str
 	upID := idOf(up)
 	if len(rest) == 0 || listAll {
 		if r.Method == http.MethodPost {
-			h.create(w, r, "targets", map[string]any{"upstream": map[string]any{"id": upID}})
+			h.create(w, r, "targets", refTo("upstream", upID))
 			return
 		}
 		path := "/upstreams/" + upKey + "/targets"
@@ -617,7 +576,7 @@ func (h *Handler) routeTargets(w http.ResponseWriter, r *http.Request, upKey str
 		if b == nil {
 			return
 		}
-		h.applyPatch(w, r, "targets", idOf(target), b, map[string]any{"upstream": map[string]any{"id": upID}})
+		h.applyPatch(w, r, "targets", idOf(target), b, refTo("upstream", upID))
 	case http.MethodDelete:
 		if err := h.store.Delete(ctx, "targets", idOf(target)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			h.fail(w, r, err)
