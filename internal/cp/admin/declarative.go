@@ -178,7 +178,7 @@ func (h *Handler) declarativeError(w http.ResponseWriter, err error, flatten boo
 	switch {
 	case errors.As(err, &se):
 		fields := map[string]any{"error": se.KongMessage()}
-		writeError(w, newKongError(codeDeclarativeConfig, "declarative config is invalid: "+luaPretty(fields), fields))
+		writeError(w, newKongError(codeDeclarativeConfig, "declarative config is invalid: "+store.LuaTable(fields), fields))
 	case errors.As(err, &ve):
 		e := newKongError(codeDeclarativeConfig, ve.KongMessage(), ve.Fields)
 		if flatten {
@@ -187,7 +187,7 @@ func (h *Handler) declarativeError(w http.ResponseWriter, err error, flatten boo
 		writeError(w, e)
 	default:
 		fields := map[string]any{"error": err.Error()}
-		writeError(w, newKongError(codeDeclarativeConfig, "declarative config is invalid: "+luaPretty(fields), fields))
+		writeError(w, newKongError(codeDeclarativeConfig, "declarative config is invalid: "+store.LuaTable(fields), fields))
 	}
 }
 

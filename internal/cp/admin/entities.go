@@ -101,7 +101,7 @@ func (h *Handler) lookup(ctx context.Context, coll, key string) (store.Row, *kon
 
 func invalidPrimaryKey(key string) *kongError {
 	return newKongError(codeInvalidPrimaryKey,
-		"invalid primary key: '"+luaPretty(map[string]any{"id": key})+"'",
+		"invalid primary key: '"+store.LuaTable(map[string]any{"id": key})+"'",
 		map[string]any{"id": "expected a valid UUID"})
 }
 

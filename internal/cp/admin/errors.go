@@ -2,11 +2,12 @@ package admin
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/kongfb/kongfb/internal/cp/store"
 )
 
 // Kong's DAO error codes (kong/db/errors.lua). The Admin API answers with
@@ -167,88 +168,10 @@ func luaValueText(v any) string {
 	case string:
 		return t
 	case map[string]any, []any:
-		return luaPretty(t)
+		return store.LuaTable(t)
 	default:
 		return fmt.Sprint(t)
 	}
-}
-
-// luaPretty renders a value like Penlight's pretty.write(v, "") does in Kong's
-// error messages: {id="…"}, {consumer=null,name="x",route={id="…"}}. Keys are
-// sorted so the text is stable.
-func luaPretty(v any) string {
-	var b strings.Builder
-	writeLuaPretty(&b, v)
-	return b.String()
-}
-
-func writeLuaPretty(b *strings.Builder, v any) {
-	switch t := v.(type) {
-	case nil:
-		b.WriteString("null")
-	case string:
-		b.WriteString(strconv.Quote(t))
-	case bool:
-		b.WriteString(strconv.FormatBool(t))
-	case float64:
-		if t == math.Trunc(t) && math.Abs(t) < 1e15 {
-			b.WriteString(strconv.FormatInt(int64(t), 10))
-		} else {
-			b.WriteString(strconv.FormatFloat(t, 'g', -1, 64))
-		}
-	case int:
-		b.WriteString(strconv.Itoa(t))
-	case int64:
-		b.WriteString(strconv.FormatInt(t, 10))
-	case map[string]any:
-		b.WriteByte('{')
-		for i, k := range sortedKeys(t) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			if isLuaIdent(k) {
-				b.WriteString(k)
-			} else {
-				b.WriteString("[" + strconv.Quote(k) + "]")
-			}
-			b.WriteByte('=')
-			writeLuaPretty(b, t[k])
-		}
-		b.WriteByte('}')
-	case []any:
-		b.WriteByte('{')
-		for i, e := range t {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeLuaPretty(b, e)
-		}
-		b.WriteByte('}')
-	case []string:
-		b.WriteByte('{')
-		for i, e := range t {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.Quote(e))
-		}
-		b.WriteByte('}')
-	default:
-		b.WriteString(fmt.Sprint(t))
-	}
-}
-
-func isLuaIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9') {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -263,9 +186,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // notFoundError is the code-6 body PATCH answers for a missing entity.
 func notFoundError(key map[string]any, byPrimaryKey bool) *kongError {
 	if byPrimaryKey {
-		return newKongError(codeNotFound, "could not find the entity with primary key '"+luaPretty(key)+"'", key)
+		return newKongError(codeNotFound, "could not find the entity with primary key '"+store.LuaTable(key)+"'", key)
 	}
-	return newKongError(codeNotFound, "could not find the entity with '"+luaPretty(key)+"'", key)
+	return newKongError(codeNotFound, "could not find the entity with '"+store.LuaTable(key)+"'", key)
 }
 
 func invalidOptions(options map[string]any) *kongError {
@@ -286,7 +209,7 @@ func invalidOptions(options map[string]any) *kongError {
 // references that match no entity.
 func foreignKeysUnresolved(field, keyName string, keyValue any, parent string) *kongError {
 	text := fmt.Sprintf("the foreign key cannot be resolved with '%s' for an existing '%s' entity",
-		luaPretty(map[string]any{keyName: keyValue}), parent)
+		store.LuaTable(map[string]any{keyName: keyValue}), parent)
 	return newKongError(codeForeignKeysUnresolved,
 		fmt.Sprintf("foreign key unresolved (%s.%s: %s)", field, keyName, text),
 		map[string]any{field: map[string]any{keyName: text}})

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"reflect"
 	"testing"
+
+	"github.com/kongfb/kongfb/internal/cp/store"
 )
 
 func TestLuaPretty(t *testing.T) {
@@ -18,8 +20,8 @@ func TestLuaPretty(t *testing.T) {
 		{[]any{"a", "b"}, `{"a","b"}`},
 	}
 	for _, c := range cases {
-		if got := luaPretty(c.in); got != c.want {
-			t.Errorf("luaPretty(%v) = %s, want %s", c.in, got, c.want)
+		if got := store.LuaTable(c.in); got != c.want {
+			t.Errorf("LuaTable(%v) = %s, want %s", c.in, got, c.want)
 		}
 	}
 }

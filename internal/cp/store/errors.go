@@ -153,8 +153,10 @@ func invalidArg(format string, a ...any) error {
 }
 
 // LuaTable renders a value the way Kong's error messages print Lua tables
-// (pl.pretty.write with no indent): keys sorted, strings quoted, JSON null
-// as null, e.g. {consumer=null,name="basic-auth",route={id="…"}}.
+// (pl.pretty.write with no indent): keys sorted, identifiers bare and other
+// keys as ["key"], strings quoted, JSON null as null, e.g.
+// {consumer=null,name="basic-auth",route={id="…"}}. The Admin API uses it
+// for all its messages.
 func LuaTable(v any) string {
 	var b strings.Builder
 	writeLua(&b, v)
@@ -190,7 +192,11 @@ func writeLua(b *strings.Builder, v any) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(k)
+			if isLuaIdent(k) {
+				b.WriteString(k)
+			} else {
+				b.WriteString("[" + strconv.Quote(k) + "]")
+			}
 			b.WriteByte('=')
 			writeLua(b, t[k])
 		}
@@ -216,4 +222,17 @@ func writeLua(b *strings.Builder, v any) {
 	default:
 		fmt.Fprint(b, t)
 	}
+}
+
+func isLuaIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
 }

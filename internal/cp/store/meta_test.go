@@ -48,6 +48,7 @@ func TestLuaTable(t *testing.T) {
 		{map[string]any{"n": float64(3), "f": 1.5, "b": true, "q": `a"b`}, `{b=true,f=1.5,n=3,q="a\"b"}`},
 		{[]any{"a", float64(1)}, `{"a",1}`},
 		{[]string{"x"}, `{"x"}`},
+		{map[string]any{"@entity": []any{"x"}, "a1": "y"}, `{["@entity"]={"x"},a1="y"}`},
 	} {
 		if got := store.LuaTable(c.in); got != c.want {
 			t.Errorf("LuaTable(%v) = %s, want %s", c.in, got, c.want)
