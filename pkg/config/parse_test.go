@@ -196,7 +196,7 @@ func TestDeterministicIDs(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, id := range ia {
-		if !isUUID(id) || seen[id] {
+		if !IsUUID(id) || seen[id] {
 			t.Errorf("bad or duplicate id %q", id)
 		}
 		seen[id] = true

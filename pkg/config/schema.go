@@ -489,7 +489,7 @@ func validateValue(f *field, v any, mode validateMode) *errTree {
 		if f.LenMax > 0 && len(s) > f.LenMax {
 			return leaf(fmt.Sprintf("length must be at most %d", f.LenMax))
 		}
-		if f.UUID && !isUUID(s) {
+		if f.UUID && !IsUUID(s) {
 			return leaf("expected a valid UUID")
 		}
 		if f.OneOf != nil && !valueIn(s, f.OneOf) {
@@ -595,7 +595,7 @@ func validateValue(f *field, v any, mode validateMode) *errTree {
 			t.setField("id", leaf("expected a string"))
 			return t
 		}
-		if !isUUID(s) {
+		if !IsUUID(s) {
 			t := &errTree{}
 			t.setField("id", leaf("expected a valid UUID"))
 			return t

@@ -17,7 +17,9 @@ import (
 
 // Validators with Kong's messages (kong/db/schema/typedefs.lua).
 
-func isUUID(s string) bool {
+// IsUUID reports whether s is a UUID as Kong's utils.is_valid_uuid accepts
+// it: 8-4-4-4-12 hex digits, either case.
+func IsUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}

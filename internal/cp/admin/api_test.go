@@ -15,6 +15,7 @@ import (
 
 	"github.com/kongfb/kongfb/internal/cp/store"
 	"github.com/kongfb/kongfb/internal/cp/store/storetest"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // backends runs fn against a real SQLite store and, when
@@ -209,7 +210,7 @@ func TestServicesCRUD(t *testing.T) {
 		api := newAPI(t, st)
 		svc := api.do("POST", "/services", map[string]any{"name": "svc1", "url": "http://example.com:8080/api"}).expect(201).obj()
 		id := str(svc["id"])
-		if !isUUID(id) || svc["host"] != "example.com" || svc["port"] != float64(8080) || svc["path"] != "/api" ||
+		if !config.IsUUID(id) || svc["host"] != "example.com" || svc["port"] != float64(8080) || svc["path"] != "/api" ||
 			svc["protocol"] != "http" || svc["retries"] != float64(5) || svc["connect_timeout"] != float64(60000) {
 			t.Fatalf("POST /services: %v", svc)
 		}
@@ -238,7 +239,7 @@ func TestServicesCRUD(t *testing.T) {
 		}
 		// PUT by name creates, with the name from the URL.
 		n := api.do("PUT", "/services/by-name", map[string]any{"host": "n.test"}).expect(200).obj()
-		if n["name"] != "by-name" || !isUUID(str(n["id"])) {
+		if n["name"] != "by-name" || !config.IsUUID(str(n["id"])) {
 			t.Errorf("PUT by name: %v", n)
 		}
 		n2 := api.do("PUT", "/services/by-name", map[string]any{"host": "n2.test"}).expect(200).obj()

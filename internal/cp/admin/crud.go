@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // scope restricts a nested endpoint (/services/{s}/routes/{r}) to children
@@ -306,7 +307,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, coll, key string, 
 		return
 	}
 	m, _ := store.Meta(coll)
-	byKey := !isUUID(key)
+	byKey := !config.IsUUID(key)
 	if byKey && m.EndpointKey == "" {
 		writeError(w, invalidPrimaryKey(key))
 		return
@@ -362,7 +363,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, coll, key string
 			return
 		}
 		m, _ := store.Meta(coll)
-		if isUUID(key) {
+		if config.IsUUID(key) {
 			writeError(w, notFoundError(map[string]any{"id": key}, true))
 		} else {
 			writeError(w, notFoundError(map[string]any{m.EndpointKey: key}, false))
@@ -589,7 +590,7 @@ func (h *Handler) routeTargets(w http.ResponseWriter, r *http.Request, upKey str
 // findTarget finds a target of upstream upID by id or by its target string;
 // a target given without port also matches Kong's default port 8000.
 func (h *Handler) findTarget(ctx context.Context, upID, key string) (store.Row, error) {
-	if isUUID(key) {
+	if config.IsUUID(key) {
 		row, err := h.store.Get(ctx, "targets", key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil

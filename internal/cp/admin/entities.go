@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // adminCollections are the entity collections the Admin API serves, in the
@@ -44,33 +45,12 @@ func children(parent string) map[string]string {
 	return out
 }
 
-// isUUID matches Kong's utils.is_valid_uuid: 8-4-4-4-12 hex digits.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // lookup finds the row a URL segment names: an id, or the collection's
 // endpoint key (services.name, consumers.username, …). Certificates are also
 // found by one of their SNI names, as in Kong. A non-uuid for a collection
 // without endpoint key is Kong's code-1 invalid primary key error.
 func (h *Handler) lookup(ctx context.Context, coll, key string) (store.Row, *kongError, error) {
-	if isUUID(key) {
+	if config.IsUUID(key) {
 		row, err := h.store.Get(ctx, coll, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil, nil

@@ -124,12 +124,6 @@ func TestParsePageQuery(t *testing.T) {
 	}
 }
 
-func TestIsUUID(t *testing.T) {
-	if !isUUID("8f2a7c3e-1b2c-4d5e-8f90-a1b2c3d4e5f6") || isUUID("my-service") || isUUID("8f2a7c3e1b2c4d5e8f90a1b2c3d4e5f6xxxx") {
-		t.Error("isUUID misclassifies")
-	}
-}
-
 func TestNextLink(t *testing.T) {
 	q, _ := url.ParseQuery("tags=a b,c&size=2")
 	pq, _ := parsePageQuery(q)
