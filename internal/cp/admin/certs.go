@@ -102,23 +102,12 @@ func (h *Handler) syncSNIs(ctx context.Context, certID string, names []any) erro
 		want[n.(string)] = true
 	}
 	have := map[string]string{}
-	offset := ""
-	for {
-		page, err := h.store.List(ctx, "snis", store.ListOptions{
-			Size: store.MaxPageSize, Offset: offset,
-			Filter: &store.ForeignFilter{Field: "certificate", ID: certID},
-		})
-		if err != nil {
-			return err
-		}
-		for _, r := range page.Rows {
-			n, _ := r["name"].(string)
-			have[n] = idOf(r)
-		}
-		if page.NextOffset == "" {
-			break
-		}
-		offset = page.NextOffset
+	err := h.eachRow(ctx, "snis", &store.ForeignFilter{Field: "certificate", ID: certID}, func(r store.Row) {
+		n, _ := r["name"].(string)
+		have[n] = idOf(r)
+	})
+	if err != nil {
+		return err
 	}
 	for n, id := range have {
 		if !want[n] {

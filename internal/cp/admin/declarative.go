@@ -204,11 +204,7 @@ func flattenErrors(list []config.EntityError) []any {
 		key := e.EntityType + "\x00" + e.EntityID + "\x00" + e.EntityName
 		g, ok := groups[key]
 		if !ok {
-			tags := make([]any, len(e.EntityTags))
-			for i, t := range e.EntityTags {
-				tags[i] = t
-			}
-			head := map[string]any{"entity_type": e.EntityType, "entity_tags": tags}
+			head := map[string]any{"entity_type": e.EntityType, "entity_tags": anySlice(e.EntityTags)}
 			if e.EntityID != "" {
 				head["entity_id"] = e.EntityID
 			}

@@ -175,31 +175,44 @@ type statusMessage struct {
 // certificates DAO adds them to every certificate it returns).
 func (h *Handler) certificateSNIs(ctx context.Context, certID string) ([]any, error) {
 	var names []string
+	err := h.eachRow(ctx, "snis", &store.ForeignFilter{Field: "certificate", ID: certID}, func(r store.Row) {
+		if n, ok := r["name"].(string); ok {
+			names = append(names, n)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return anySlice(names), nil
+}
+
+// eachRow calls fn for every row of coll (matching filter when not nil),
+// reading the store page by page.
+func (h *Handler) eachRow(ctx context.Context, coll string, filter *store.ForeignFilter, fn func(store.Row)) error {
 	offset := ""
 	for {
-		page, err := h.store.List(ctx, "snis", store.ListOptions{
-			Size: store.MaxPageSize, Offset: offset,
-			Filter: &store.ForeignFilter{Field: "certificate", ID: certID},
-		})
+		page, err := h.store.List(ctx, coll, store.ListOptions{Size: store.MaxPageSize, Offset: offset, Filter: filter})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, r := range page.Rows {
-			if n, ok := r["name"].(string); ok {
-				names = append(names, n)
-			}
+			fn(r)
 		}
 		if page.NextOffset == "" {
-			break
+			return nil
 		}
 		offset = page.NextOffset
 	}
-	sort.Strings(names)
-	out := make([]any, len(names))
-	for i, n := range names {
-		out[i] = n
+}
+
+// anySlice is ss as a JSON array value (never nil, so it encodes as []).
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
 	}
-	return out, nil
+	return out
 }
 
 // present prepares a stored row for a response: a copy, with certificates'

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -47,32 +46,15 @@ func (h *Handler) getRoot(w http.ResponseWriter, r *http.Request) {
 // enabled_in_cluster), always as a JSON array.
 func (h *Handler) pluginsInUse(ctx context.Context) ([]any, error) {
 	seen := map[string]bool{}
-	offset := ""
-	for {
-		page, err := h.store.List(ctx, "plugins", store.ListOptions{Size: store.MaxPageSize, Offset: offset})
-		if err != nil {
-			return nil, err
+	err := h.eachRow(ctx, "plugins", nil, func(row store.Row) {
+		if n, ok := row["name"].(string); ok {
+			seen[n] = true
 		}
-		for _, row := range page.Rows {
-			if n, ok := row["name"].(string); ok {
-				seen[n] = true
-			}
-		}
-		if page.NextOffset == "" {
-			break
-		}
-		offset = page.NextOffset
+	})
+	if err != nil {
+		return nil, err
 	}
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	out := make([]any, len(names))
-	for i, n := range names {
-		out[i] = n
-	}
-	return out, nil
+	return anySlice(sortedKeys(seen)), nil
 }
 
 // secretHints mark configuration keys whose values GET / must not reveal;
@@ -147,12 +129,7 @@ func (h *Handler) getReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getEnabledPlugins(w http.ResponseWriter, _ *http.Request) {
-	list := config.BundledPlugins()
-	out := make([]any, len(list))
-	for i, p := range list {
-		out[i] = p
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"enabled_plugins": out})
+	writeJSON(w, http.StatusOK, map[string]any{"enabled_plugins": anySlice(config.BundledPlugins())})
 }
 
 // getEndpoints serves GET /endpoints: every path template served.
@@ -183,16 +160,7 @@ func (h *Handler) getEndpoints(w http.ResponseWriter, _ *http.Request) {
 	set["/upstreams/{upstreams}/targets"] = true
 	set["/upstreams/{upstreams}/targets/all"] = true
 	set["/upstreams/{upstreams}/targets/{targets}"] = true
-	list := make([]string, 0, len(set))
-	for p := range set {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	data := make([]any, len(list))
-	for i, p := range list {
-		data[i] = p
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": data})
+	writeJSON(w, http.StatusOK, map[string]any{"data": anySlice(sortedKeys(set))})
 }
 
 // getTags serves GET /tags and GET /tags/{tag}.
