@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -124,10 +123,7 @@ func mustBeOneOf(vals ...string) func(any, bool) string {
 }
 
 func atLeastOneOf(names ...string) entityCheck {
-	quoted := make([]string, len(names))
-	for i, n := range names {
-		quoted[i] = "'" + n + "'"
-	}
+	quoted := quoteList(names)
 	return entityCheck{
 		Fields: names,
 		Run: func(e map[string]any) []checkErr {
@@ -136,17 +132,14 @@ func atLeastOneOf(names ...string) entityCheck {
 					return nil
 				}
 			}
-			return []checkErr{{"", "at least one of these fields must be non-empty: " + strings.Join(quoted, ", ")}}
+			return []checkErr{{"", "at least one of these fields must be non-empty: " + quoted}}
 		},
 		Desc: map[string]any{"at_least_one_of": strsToAny(names...)},
 	}
 }
 
 func mutuallyRequired(names ...string) entityCheck {
-	quoted := make([]string, len(names))
-	for i, n := range names {
-		quoted[i] = "'" + n + "'"
-	}
+	quoted := quoteList(names)
 	return entityCheck{
 		Fields: names,
 		Run: func(e map[string]any) []checkErr {
@@ -157,7 +150,7 @@ func mutuallyRequired(names ...string) entityCheck {
 				}
 			}
 			if set != 0 && set != len(names) {
-				return []checkErr{{"", "all or none of these fields must be set: " + strings.Join(quoted, ", ")}}
+				return []checkErr{{"", "all or none of these fields must be set: " + quoted}}
 			}
 			return nil
 		},
@@ -691,31 +684,26 @@ var certificatesSchema = &entitySchema{
 	)),
 	Checks: []entityCheck{
 		mutuallyRequired("cert_alt", "key_alt"),
-		{
-			Fields: []string{"cert", "key"},
-			Run: func(e map[string]any) []checkErr {
-				c, _ := e["cert"].(string)
-				k, _ := e["key"].(string)
-				if c != "" && k != "" && !certMatchesKey(c, k) {
-					return []checkErr{{"", "certificate does not match key"}}
-				}
-				return nil
-			},
-			Desc: map[string]any{"custom_entity_check": map[string]any{"field_sources": strsToAny("cert", "key")}},
-		},
-		{
-			Fields: []string{"cert_alt", "key_alt"},
-			Run: func(e map[string]any) []checkErr {
-				c, _ := e["cert_alt"].(string)
-				k, _ := e["key_alt"].(string)
-				if c != "" && k != "" && !certMatchesKey(c, k) {
-					return []checkErr{{"", "alternative certificate does not match key"}}
-				}
-				return nil
-			},
-			Desc: map[string]any{"custom_entity_check": map[string]any{"field_sources": strsToAny("cert_alt", "key_alt")}},
-		},
+		certMatchesKeyCheck("cert", "key", "certificate does not match key"),
+		certMatchesKeyCheck("cert_alt", "key_alt", "alternative certificate does not match key"),
 	},
+}
+
+// certMatchesKeyCheck is Kong's custom_entity_check that the PEM certificate
+// in certField belongs to the private key in keyField (both given).
+func certMatchesKeyCheck(certField, keyField, msg string) entityCheck {
+	return entityCheck{
+		Fields: []string{certField, keyField},
+		Run: func(e map[string]any) []checkErr {
+			c, _ := e[certField].(string)
+			k, _ := e[keyField].(string)
+			if c != "" && k != "" && !certMatchesKey(c, k) {
+				return []checkErr{{"", msg}}
+			}
+			return nil
+		},
+		Desc: map[string]any{"custom_entity_check": map[string]any{"field_sources": strsToAny(certField, keyField)}},
+	}
 }
 
 var snisSchema = &entitySchema{
@@ -788,5 +776,3 @@ func (s *entitySchema) foreignFields() []*field {
 	}
 	return out
 }
-
-var _ = net.ParseIP
