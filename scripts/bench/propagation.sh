@@ -21,6 +21,7 @@
 # than once and compare.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/bench/lib.sh
 
 WRITES=${BENCH_WRITES:-30}
 SKIP_GO=""
@@ -38,8 +39,6 @@ while [ $# -gt 0 ]; do
 done
 [[ $WRITES =~ ^[1-9][0-9]*$ ]] || { echo "--writes: want a positive number, got $WRITES" >&2; exit 2; }
 
-log() { printf '==> %s\n' "$*" >&2; }
-
 if [ -z "$SKIP_GO" ]; then
   log "BenchmarkPropagation: $WRITES writes per case (metrics in ms; ns/op is meaningless here)"
   go test -run '^$' -bench 'BenchmarkPropagation' -benchtime "${WRITES}x" -count 1 ./internal/cli/ | grep -E '^(Benchmark|ok|FAIL)'
@@ -50,52 +49,11 @@ fi
 [ -n "$SKIP_PROC" ] && exit 0
 
 # --- separate processes ----------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kongfb-prop.XXXXXX")
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-USED_PORTS=" "
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-code_of() { curl -s -o /dev/null -w '%{http_code}' "$1" || true; }
-wait_code() { # url status timeout-seconds
-  local end=$(( $(date +%s) + $3 )) c=""
-  while [ "$(date +%s)" -lt "$end" ]; do
-    c=$(code_of "$1")
-    [ "$c" = "$2" ] && return 0
-    sleep 0.05
-  done
-  echo "timed out waiting for $1 to answer $2 (last: $c)" >&2
-  return 1
-}
+bench_workdir kongfb-prop
 rss() { awk '/^(VmRSS|VmHWM)/ {printf "%s %.1f MiB  ", $1, $2/1024}' "/proc/$1/status"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-KONGFB_BIN=${BENCH_KONGFB_BIN:-}
-if [ -z "$KONGFB_BIN" ]; then
-  log "building kongfb"
-  go build -o "$WORK/kongfb" ./cmd/kongfb
-  KONGFB_BIN=$WORK/kongfb
-fi
+build_kongfb
 "$KONGFB_BIN" cert gen --cert "$WORK/cluster.crt" --key "$WORK/cluster.key" >/dev/null
 
 ADMIN=$(free_port); CPST=$(free_port); CLUSTER=$(free_port); PROXY=$(free_port); DPST=$(free_port)

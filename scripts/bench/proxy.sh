@@ -14,6 +14,7 @@
 #        BENCH_KONGFB_BIN (a prebuilt kongfb to measure instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/bench/lib.sh
 
 DURATION=${BENCH_DURATION:-10s}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -44,8 +45,6 @@ done
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || { echo "--threads: want a positive number, got $THREADS" >&2; exit 2; }
 for s in $SIZES; do [[ $s =~ ^[1-9][0-9]*$ ]] || { echo "--sizes: want byte counts, got $s" >&2; exit 2; }; done
 
-log() { printf '==> %s\n' "$*" >&2; }
-
 # duration in seconds, for timeouts
 dur_s() {
   local d=$1
@@ -75,54 +74,12 @@ if ! command -v wrk >/dev/null 2>&1 || [ -z "$NGINX" ]; then
   NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kongfb-bench.XXXXXX")
+bench_workdir kongfb-bench
 # nginx started as root serves files from unprivileged workers.
 chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A port is free when nothing accepts on it; the range avoids ephemeral ports.
-USED_PORTS=" "
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-wait_http() { # url expected-status
-  local i code
-  for i in $(seq 1 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-    [ "$code" = "$2" ] && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for $1 to answer $2 (last: $code)" >&2
-  return 1
-}
 
 # --- build -------------------------------------------------------------------
-KONGFB_BIN=${BENCH_KONGFB_BIN:-}
-if [ -z "$KONGFB_BIN" ]; then
-  log "building kongfb"
-  go build -o "$WORK/kongfb" ./cmd/kongfb
-  KONGFB_BIN=$WORK/kongfb
-fi
+build_kongfb
 
 UP_PORT=$(free_port)
 KONGFB_PORT=$(free_port)
@@ -229,9 +186,9 @@ log "starting kongfb serve dp on 127.0.0.1:$KONGFB_PORT (status 127.0.0.1:$STATU
 PIDS+=($!)
 
 first=${SIZES%% *}
-wait_http "http://127.0.0.1:$UP_PORT/b$first" 200
-wait_http "http://127.0.0.1:$NGINX_PORT/mock/b$first" 200
-wait_http "http://127.0.0.1:$STATUS_PORT/status/ready" 200 || { cat "$WORK/kongfb.log" >&2; exit 1; }
+wait_code "http://127.0.0.1:$UP_PORT/b$first" 200 10
+wait_code "http://127.0.0.1:$NGINX_PORT/mock/b$first" 200 10
+wait_code "http://127.0.0.1:$STATUS_PORT/status/ready" 200 10 || { cat "$WORK/kongfb.log" >&2; exit 1; }
 
 # Both proxies must return the same bytes before their speed means anything.
 for s in $SIZES; do
