@@ -514,41 +514,28 @@ func teAsksTrailers(te []byte) bool {
 // removeConnectionTokens deletes the headers a client names in its
 // Connection header (hop-by-hop by declaration), as Kong does.
 func removeConnectionTokens(h *fasthttp.RequestHeader) {
-	v := h.PeekBytes(hdrConnection)
-	if len(v) == 0 || bytes.IndexByte(v, ',') < 0 && isPlainConnectionValue(v) {
-		return
-	}
 	var names [8]string
-	n := 0
-	for len(v) > 0 && n < len(names) {
-		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		tok = bytes.TrimSpace(tok)
-		if len(tok) == 0 || isPlainConnectionValue(tok) {
-			continue
-		}
-		names[n] = string(tok) // copied: deleting headers reuses buffers
-		n++
-	}
-	for _, name := range names[:n] {
+	for _, name := range connectionTokens(h.PeekBytes(hdrConnection), &names) {
 		h.Del(name)
 	}
 }
 
-func isPlainConnectionValue(v []byte) bool {
-	return bytes.EqualFold(v, []byte("keep-alive")) || bytes.EqualFold(v, []byte("close")) || bytes.EqualFold(v, []byte("upgrade"))
+// removeResponseConnectionTokens is removeConnectionTokens for an upstream's
+// response.
+func removeResponseConnectionTokens(h *fasthttp.ResponseHeader) {
+	var names [8]string
+	for _, name := range connectionTokens(h.PeekBytes(hdrConnection), &names) {
+		h.Del(name)
+	}
 }
 
-func removeResponseConnectionTokens(h *fasthttp.ResponseHeader) {
-	v := h.PeekBytes(hdrConnection)
+// connectionTokens returns the header names a Connection header value v
+// declares (all but keep-alive, close and upgrade), at most len(names), as
+// copies in names: deleting headers reuses the buffers v points into.
+func connectionTokens(v []byte, names *[8]string) []string {
 	if len(v) == 0 || bytes.IndexByte(v, ',') < 0 && isPlainConnectionValue(v) {
-		return
+		return nil
 	}
-	var names [8]string
 	n := 0
 	for len(v) > 0 && n < len(names) {
 		var tok []byte
@@ -564,9 +551,11 @@ func removeResponseConnectionTokens(h *fasthttp.ResponseHeader) {
 		names[n] = string(tok)
 		n++
 	}
-	for _, name := range names[:n] {
-		h.Del(name)
-	}
+	return names[:n]
+}
+
+func isPlainConnectionValue(v []byte) bool {
+	return bytes.EqualFold(v, []byte("keep-alive")) || bytes.EqualFold(v, []byte("close")) || bytes.EqualFold(v, []byte("upgrade"))
 }
 
 // finishProxied decorates a proxied upstream response with Kong's headers.
