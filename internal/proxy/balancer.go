@@ -538,6 +538,22 @@ func (b *balancer) eligible(p *peer, now int64) bool {
 	return p.st.takesTraffic(now, b.eng.healthCooldown)
 }
 
+// candidate reports whether p may take the request: eligible and not tried
+// for it yet. The first eligible peer that was tried is kept in *fallback,
+// the pick when no untried peer is left.
+func (b *balancer) candidate(p *peer, in *pickInput, fallback **peer) bool {
+	if !b.eligible(p, in.now) {
+		return false
+	}
+	if in.wasTried(p) {
+		if *fallback == nil {
+			*fallback = p
+		}
+		return false
+	}
+	return true
+}
+
 // pick chooses a peer. A peer that already failed for this request is
 // avoided while another one can take the request (Kong re-runs the
 // balancer on every retry). The error is errNoPeer or a name-resolution
@@ -579,17 +595,9 @@ func (b *balancer) pickWheel(s *peerSet, in *pickInput) *peer {
 	start := b.rr.Add(1)
 	var fallback *peer
 	for i := range n {
-		p := s.peers[s.wheel[(start+i)%n]]
-		if !b.eligible(p, in.now) {
-			continue
+		if p := s.peers[s.wheel[(start+i)%n]]; b.candidate(p, in, &fallback) {
+			return p
 		}
-		if in.wasTried(p) {
-			if fallback == nil {
-				fallback = p
-			}
-			continue
-		}
-		return p
 	}
 	return fallback
 }
@@ -606,17 +614,9 @@ func (b *balancer) pickHash(s *peerSet, in *pickInput) *peer {
 	i := sort.Search(m, func(i int) bool { return s.points[i] >= h })
 	var fallback *peer
 	for k := range m {
-		p := s.peers[s.pointPeer[(i+k)%m]]
-		if !b.eligible(p, in.now) {
-			continue
+		if p := s.peers[s.pointPeer[(i+k)%m]]; b.candidate(p, in, &fallback) {
+			return p
 		}
-		if in.wasTried(p) {
-			if fallback == nil {
-				fallback = p
-			}
-			continue
-		}
-		return p
 	}
 	return fallback
 }
@@ -630,13 +630,7 @@ func (b *balancer) pickScore(s *peerSet, in *pickInput) *peer {
 	bestScore := math.Inf(1)
 	for i := range n {
 		p := s.peers[(start+i)%n]
-		if !b.eligible(p, in.now) {
-			continue
-		}
-		if in.wasTried(p) {
-			if fallback == nil {
-				fallback = p
-			}
+		if !b.candidate(p, in, &fallback) {
 			continue
 		}
 		score := float64(p.st.active.Load()+1) / float64(p.weight)
