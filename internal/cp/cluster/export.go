@@ -44,11 +44,12 @@ type ExportStages struct {
 }
 
 // exportPayload reads the whole configuration in one consistent snapshot
-// and encodes it. Any failure returns an error and no payload: the caller
+// and encodes it; it also returns the validated configuration (for
+// Options.OnExport). Any failure returns an error and no payload: the caller
 // keeps the last good one. Nothing here may turn a partial read into a
 // smaller configuration (Kong/kong#12861: a CP that pushed an empty config
 // after a failed read took every route of every DP down).
-func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payload, error) {
+func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payload, *config.Config, error) {
 	start := time.Now()
 	var stages ExportStages
 	mark := start
@@ -60,14 +61,14 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 	snap, err := st.Export(ctx)
 	lap(&stages.Read)
 	if err != nil {
-		return nil, fmt.Errorf("read configuration from the store: %w", err)
+		return nil, nil, fmt.Errorf("read configuration from the store: %w", err)
 	}
 	if snap == nil {
-		return nil, fmt.Errorf("read configuration from the store: no snapshot")
+		return nil, nil, fmt.Errorf("read configuration from the store: no snapshot")
 	}
 	full, err := config.FromEntities(snap.Collections)
 	if err != nil {
-		return nil, fmt.Errorf("stored configuration (version %d) does not convert to an export: %w", snap.Version, err)
+		return nil, nil, fmt.Errorf("stored configuration (version %d) does not convert to an export: %w", snap.Version, err)
 	}
 	cfg := full.WithoutDisabled()
 	lap(&stages.Convert)
@@ -75,7 +76,7 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 	lap(&stages.Hash)
 	table, err := cfg.MarshalJSON()
 	if err != nil {
-		return nil, fmt.Errorf("encode configuration (version %d): %w", snap.Version, err)
+		return nil, nil, fmt.Errorf("encode configuration (version %d): %w", snap.Version, err)
 	}
 	msg := &wire.Reconfigure{
 		Type:        wire.TypeReconfigure,
@@ -86,7 +87,7 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 	}
 	frame, err := wire.EncodeReconfigure(msg, maxPayload)
 	if err != nil {
-		return nil, fmt.Errorf("encode reconfigure payload (version %d, hash %s): %w", snap.Version, hash, err)
+		return nil, nil, fmt.Errorf("encode reconfigure payload (version %d, hash %s): %w", snap.Version, hash, err)
 	}
 	lap(&stages.Encode)
 	return &Payload{
@@ -99,7 +100,7 @@ func exportPayload(ctx context.Context, st store.Store, maxPayload int64) (*Payl
 		ExportedAt: start,
 		ExportTook: time.Since(start),
 		Stages:     stages,
-	}, nil
+	}, cfg, nil
 }
 
 func pluginNames(c *config.Config) []string {

@@ -53,6 +53,11 @@ type Options struct {
 	// RetryMin and RetryMax bound the backoff after a failed export.
 	RetryMin, RetryMax time.Duration
 	Logger             *slog.Logger
+	// OnExport, if set, is called from the push loop after every successful
+	// export with the validated configuration (disabled entities dropped,
+	// as pushed) and its config_hash; the fallback exporter of `serve cp
+	// --export` hooks here. It must not block.
+	OnExport func(cfg *config.Config, hash string)
 }
 
 // Stats count what the push loop did.
@@ -299,7 +304,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 	for {
 		if pending {
 			pending = false
-			p, err := exportPayload(ctx, s.opts.Store, s.opts.MaxPayload)
+			p, cfg, err := exportPayload(ctx, s.opts.Store, s.opts.MaxPayload)
 			if ctx.Err() != nil {
 				return
 			}
@@ -330,6 +335,9 @@ func (s *Server) pushLoop(ctx context.Context) {
 				}
 				retryC = nil
 				s.install(p)
+				if s.opts.OnExport != nil && s.Current() == p {
+					s.opts.OnExport(cfg, p.Hash)
+				}
 			}
 		}
 		select {
