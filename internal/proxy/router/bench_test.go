@@ -142,6 +142,40 @@ func BenchmarkMatchStaticPath(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchSamePath: the upstream path is the request path itself
+// (service without path; a host-only route with strip_path, and a path
+// route without it), so Match has nothing to build.
+func BenchmarkMatchSamePath(b *testing.B) {
+	cfg := &config.Config{
+		Services: []*config.Service{{ID: "svc", Enabled: true}},
+		Routes: []*config.Route{
+			{ID: "host-only", Protocols: []string{"http"}, Hosts: []string{"api.example.com"}, StripPath: true, Service: sp("svc")},
+			{ID: "path", Protocols: []string{"http"}, Paths: []string{"/app"}, Service: sp("svc")},
+		},
+	}
+	r, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, req := range []*Request{
+		{Method: "GET", Host: "api.example.com", Path: "/v1/users/42"},
+		{Method: "GET", Host: "other.test", Path: "/app/home"},
+	} {
+		req.Scheme, req.Port, req.Headers = "http", 8000, hdrs{}
+		b.Run(req.Host, func(b *testing.B) {
+			var m Match
+			if !r.Match(req, &m) || m.UpstreamPath != req.Path {
+				b.Fatalf("match: %+v", m)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.Match(req, &m)
+			}
+		})
+	}
+}
+
 func BenchmarkBuild(b *testing.B) {
 	cfg, _ := benchConfig(10000)
 	b.ReportAllocs()

@@ -210,11 +210,11 @@ func (r *Router) fill(c *compiledRoute, q *reqInfo, out *Match) {
 	if !strip || prefix == "" {
 		// Kong: match_t.prefix is nil unless strip_path matched a path; the
 		// postfix is then computed as if "/" had been stripped.
-		out.UpstreamPath = joinEscaped(upstreamParts(c.base, q.path, "/", strip))
+		out.UpstreamPath = UpstreamPath(c.base, q.path, "/", strip)
 		return
 	}
 	if prefix != "/" {
 		out.StrippedPrefix = prefix
 	}
-	out.UpstreamPath = joinEscaped(upstreamParts(c.base, q.path, prefix, strip))
+	out.UpstreamPath = UpstreamPath(c.base, q.path, prefix, strip)
 }

@@ -94,7 +94,13 @@ func joinEscaped(a, b, c string) string {
 }
 
 // UpstreamPath returns the escaped upstream path for a normalised request
-// path (see upstreamParts for the arguments).
+// path (see upstreamParts for the arguments). When the pieces spell req
+// itself, as "/" + req[1:] does for a service without path, req is used
+// as it is: no copy.
 func UpstreamPath(base, req, prefix string, strip bool) string {
-	return joinEscaped(upstreamParts(base, req, prefix, strip))
+	a, b, c := upstreamParts(base, req, prefix, strip)
+	if c == "" && b != "" && len(a)+len(b) == len(req) && req[len(a):] == b && req[:len(a)] == a {
+		a, b = req, ""
+	}
+	return joinEscaped(a, b, c)
 }
