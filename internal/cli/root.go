@@ -93,8 +93,9 @@ SQLite or PostgreSQL store, mTLS cluster listener) and data planes that keep
 serving across control-plane outages, with fallback configuration exported to
 and imported from object storage.
 
-Settings come from flags, then KONGFB_* environment variables (and Kong's own
-KONG_* names where Kong has one), then the file given with --config.
+Settings come from flags, then KONGFB_* environment variables, then the file
+given with --config, then Kong's own KONG_* environment names where Kong has
+one, then the defaults.
 
 Exit codes:
   0  success
@@ -131,7 +132,10 @@ var extraCommands []func(*app) *cobra.Command
 func register(f func(*app) *cobra.Command) { extraCommands = append(extraCommands, f) }
 
 // loadConfigFile reads --config (if any) and binds KONGFB_* env so that every
-// flag the user did not set takes its value from the environment or the file.
+// flag not given on the command line takes its value from the environment
+// or else the file. A flag set this way is marked Changed: it was given, and
+// envDefault (Kong's KONG_* names, applied later by the commands) must not
+// override it.
 func (a *app) loadConfigFile(cmd *cobra.Command) error {
 	a.v.SetEnvPrefix("KONGFB")
 	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -165,14 +169,17 @@ func (a *app) loadConfigFile(cmd *cobra.Command) error {
 		if err := f.Value.Set(s); err != nil {
 			firstErr = usageErrorf("invalid value %q for %s (from KONGFB_%s or --config): %w",
 				s, f.Name, strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")), err)
+			return
 		}
+		f.Changed = true
 	})
 	return firstErr
 }
 
 // envDefault sets a flag from a Kong-named environment variable (KONG_*) when
-// the flag was not given on the command line. KONGFB_* and --config, applied
-// by loadConfigFile, take precedence over KONG_* names.
+// the flag was given neither on the command line nor by KONGFB_* or --config
+// (loadConfigFile marks those Changed): the kongfb-specific settings are the
+// more deliberate choice.
 func envDefault(cmd *cobra.Command, flag, env string) error {
 	f := cmd.Flags().Lookup(flag)
 	if f == nil || f.Changed {

@@ -42,14 +42,10 @@ existing Kong deployment's environment can be reused.`,
 }
 
 // kongEnvDefaults applies Kong-named environment variables (flag -> env) to
-// flags not set on the command line. KONGFB_* and --config values, applied by
-// the root before this runs, win over KONG_* names: they are kongfb-specific
-// and so the more deliberate choice.
-func kongEnvDefaults(a *app, cmd *cobra.Command, pairs [][2]string) error {
+// the flags given nowhere else (see envDefault). The *app argument is not
+// needed any more; it stays until the callers drop it.
+func kongEnvDefaults(_ *app, cmd *cobra.Command, pairs [][2]string) error {
 	for _, p := range pairs {
-		if a.v.IsSet(p[0]) {
-			continue
-		}
 		if err := envDefault(cmd, p[0], p[1]); err != nil {
 			return err
 		}
