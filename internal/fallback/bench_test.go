@@ -1,0 +1,104 @@
+package fallback
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kongfb/kongfb/pkg/config"
+	"github.com/kongfb/kongfb/pkg/storage"
+	"github.com/kongfb/kongfb/pkg/storage/storagetest"
+)
+
+// BenchmarkExportLatency measures Offer → snapshot and config.json written
+// (the OnExport callback) by a leader with no delay pending: the election
+// check, the lease confirmation read, encoding (zstd, unsigned) and two
+// conditional writes.
+//
+//	KONGFB_TEST_MINIO_BIN=$(cat /tmp/minio-path.txt) go test ./internal/fallback -run '^$' -bench ExportLatency -benchtime 200x
+func BenchmarkExportLatency(b *testing.B) {
+	sizes := []struct {
+		name     string
+		services int
+	}{{"10-services", 10}, {"1000-services", 1000}}
+	backends := []struct {
+		name string
+		open func(b *testing.B) storage.Store
+	}{
+		{"file", func(b *testing.B) storage.Store {
+			s, err := storage.Open(context.Background(), "file://"+b.TempDir(), storage.Options{CreateBucket: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s
+		}},
+		{"minio", func(b *testing.B) storage.Store {
+			m := storagetest.StartMinIO(b)
+			return m.Open(b, "bench")
+		}},
+	}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			s := be.open(b)
+			runs := 0
+			for _, sz := range sizes {
+				b.Run(sz.name, func(b *testing.B) {
+					// Two configs alternate, so every offer is a change.
+					cfgs := [2]*config.Config{benchConfig(b, "a", sz.services), benchConfig(b, "b", sz.services)}
+					hs := [2]string{hashOfConfig(cfgs[0]), hashOfConfig(cfgs[1])}
+					exported := make(chan ExportEvent, 1)
+					// The benchmark function runs more than once (b.N grows):
+					// each run gets its own version directory, so it starts
+					// with no lease and no history.
+					runs++
+					el, err := NewElection(ElectionOptions{Store: s, NodeID: "bench", Version: fmt.Sprintf("3.9.%d", runs), TTL: 30 * time.Second})
+					if err != nil {
+						b.Fatal(err)
+					}
+					x, err := NewExporter(ExporterOptions{Store: s, Election: el, Delay: -1, Retain: -1, OnExport: func(ev ExportEvent) { exported <- ev }})
+					if err != nil {
+						b.Fatal(err)
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{}, 2)
+					go func() { el.Run(ctx); done <- struct{}{} }()
+					go func() { x.Run(ctx); done <- struct{}{} }()
+					defer func() { cancel(); <-done; <-done }()
+					for {
+						if _, ok := el.Leader(); ok {
+							break
+						}
+						time.Sleep(time.Millisecond)
+					}
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						x.Offer(cfgs[i%2], hs[i%2])
+						if ev := <-exported; ev.Err != nil {
+							b.Fatal(ev.Err)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func benchConfig(b *testing.B, tag string, services int) *config.Config {
+	var buf bytes.Buffer
+	buf.WriteString(`{"_format_version":"3.0","services":[`)
+	for i := range services {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"name":"svc-%s-%d","url":"http://up-%d.internal:8080/base","routes":[{"name":"r-%s-%d","paths":["/v1/s%d"],"hosts":["h%d.example.com"]}]}`, tag, i, i, tag, i, i, i)
+	}
+	buf.WriteString(`]}`)
+	cfg, err := config.Parse(buf.Bytes(), "bench.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
