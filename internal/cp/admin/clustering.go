@@ -61,7 +61,7 @@ func getDataPlanes(w http.ResponseWriter, r *http.Request, all []map[string]any)
 		writeError(w, invalidOptions(map[string]any{"tags": "cannot be used with 'clustering_data_planes'"}))
 		return
 	}
-	sort.SliceStable(all, func(i, j int) bool { return rowID(all[i]) < rowID(all[j]) })
+	sort.SliceStable(all, func(i, j int) bool { return idOf(all[i]) < idOf(all[j]) })
 	start := 0
 	if pq.Offset != "" {
 		after, err := base64.StdEncoding.DecodeString(pq.Offset)
@@ -69,7 +69,7 @@ func getDataPlanes(w http.ResponseWriter, r *http.Request, all []map[string]any)
 			writeError(w, newKongError(codeInvalidOffset, "'"+pq.Offset+"' is not a valid offset: bad base64 encoding", nil))
 			return
 		}
-		start = sort.Search(len(all), func(i int) bool { return rowID(all[i]) > string(after) })
+		start = sort.Search(len(all), func(i int) bool { return idOf(all[i]) > string(after) })
 	}
 	end := min(start+pq.Size, len(all))
 	data := make([]any, 0, end-start)
@@ -78,20 +78,16 @@ func getDataPlanes(w http.ResponseWriter, r *http.Request, all []map[string]any)
 	}
 	offset := ""
 	if end < len(all) {
-		offset = base64.StdEncoding.EncodeToString([]byte(rowID(all[end-1])))
+		offset = base64.StdEncoding.EncodeToString([]byte(idOf(all[end-1])))
 	}
-	resp := map[string]any{"data": data, "next": nextLink(strings.TrimSuffix(r.URL.Path, "/"), offset, pq, false)}
-	if offset != "" {
-		resp["offset"] = offset
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writePage(w, data, strings.TrimSuffix(r.URL.Path, "/"), offset, pq, false)
 }
 
 // getClusteringStatus is Kong's deprecated GET /clustering/status.
 func getClusteringStatus(w http.ResponseWriter, all []map[string]any) {
 	out := make(map[string]any, len(all))
 	for _, row := range all {
-		out[rowID(row)] = map[string]any{
+		out[idOf(row)] = map[string]any{
 			"config_hash": row["config_hash"],
 			"hostname":    row["hostname"],
 			"ip":          row["ip"],
@@ -100,9 +96,4 @@ func getClusteringStatus(w http.ResponseWriter, all []map[string]any) {
 	}
 	w.Header().Set("Deprecation", "true")
 	writeJSON(w, http.StatusOK, out)
-}
-
-func rowID(row map[string]any) string {
-	id, _ := row["id"].(string)
-	return id
 }

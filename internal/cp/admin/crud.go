@@ -158,11 +158,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, coll, path string
 		}
 		data = append(data, out)
 	}
-	resp := map[string]any{"data": data, "next": nextLink(path, page.NextOffset, pq, nested)}
-	if page.NextOffset != "" {
-		resp["offset"] = page.NextOffset
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writePage(w, data, path, page.NextOffset, pq, nested)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, coll, key string, sc *scope) {

@@ -189,9 +189,5 @@ func (h *Handler) getTags(w http.ResponseWriter, r *http.Request, tag string, by
 		path += "/" + escapeURI(tag)
 	}
 	pq.hasTags = false
-	resp := map[string]any{"data": data, "next": nextLink(path, page.NextOffset, pq, false)}
-	if page.NextOffset != "" {
-		resp["offset"] = page.NextOffset
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writePage(w, data, path, page.NextOffset, pq, false)
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"math"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -104,6 +105,16 @@ func escapeURI(s string) string {
 		b.WriteByte(hex[c&15])
 	}
 	return b.String()
+}
+
+// writePage answers a collection GET with Kong's page body: {"data": […],
+// "next": link or null, "offset": … (only when another page follows)}.
+func writePage(w http.ResponseWriter, data []any, path, offset string, pq *pageQuery, nested bool) {
+	resp := map[string]any{"data": data, "next": nextLink(path, offset, pq, nested)}
+	if offset != "" {
+		resp["offset"] = offset
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // nextLink is Kong's `next` value: top-level lists repeat tags and size,
