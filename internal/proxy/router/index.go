@@ -168,13 +168,7 @@ func anchoredLiteralPrefixes(expr string) ([]string, bool) {
 		if !ok || len(set)*len(exp) > maxPrefixSet {
 			break
 		}
-		next := make([]string, 0, len(set)*len(exp))
-		for _, a := range set {
-			for _, b := range exp {
-				next = append(next, a+b)
-			}
-		}
-		set = next
+		set = concatAll(set, exp)
 	}
 	for _, p := range set {
 		if p == "" {
@@ -255,13 +249,7 @@ func expandFinite(re *syntax.Regexp, limit int) ([]string, bool) {
 			if !ok || len(out)*len(exp) > limit {
 				return nil, false
 			}
-			next := make([]string, 0, len(out)*len(exp))
-			for _, a := range out {
-				for _, b := range exp {
-					next = append(next, a+b)
-				}
-			}
-			out = next
+			out = concatAll(out, exp)
 		}
 		return out, true
 	}
@@ -382,4 +370,16 @@ func (x *index) find(q *reqInfo) *compiledRoute {
 		}
 	}
 	return x.any.find(q, best)
+}
+
+// concatAll is every a+b for a in as and b in bs: the strings a
+// concatenation of two finite sets of alternatives matches.
+func concatAll(as, bs []string) []string {
+	out := make([]string, 0, len(as)*len(bs))
+	for _, a := range as {
+		for _, b := range bs {
+			out = append(out, a+b)
+		}
+	}
+	return out
 }
