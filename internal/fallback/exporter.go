@@ -378,8 +378,12 @@ func (x *Exporter) tick(ctx context.Context) (time.Duration, bool) {
 	if err != nil {
 		x.failed(it, term, err)
 		if refused(err) {
-			// Not a storage failure: wait for the election, not the backoff.
-			return idle, true
+			// Not a storage failure, so no backoff. Usually the election
+			// has changed (and will say so again when this node leads);
+			// but a write cut short by the deadline while a renewal was
+			// landing leaves the node leading with no change to announce,
+			// so look again shortly.
+			return x.retry.min, true
 		}
 		return x.waitRetry(), true
 	}
