@@ -59,6 +59,10 @@ type serveCPOptions struct {
 	ClusterMaxPayload int64
 	ClusterPurgeDelay time.Duration
 
+	// Fallback configuration: a CP exporter (Kong's
+	// cluster_fallback_config_export on a control plane).
+	Fallback fallbackOptions
+
 	Logger *slog.Logger
 	// Ready, if set, is called once every listener is bound (tests listen on
 	// port 0 and learn the ports here).
@@ -140,6 +144,14 @@ plane runs Admin-only and says so at start. Several control planes can share
 one PostgreSQL database: a write through any of them reaches the data planes
 of all. See docs/HYBRID.md.
 
+Fallback configuration: with --export (KONG_CLUSTER_FALLBACK_CONFIG_EXPORT=on)
+and --fallback-storage (s3://bucket/prefix or file:///dir) a hybrid-mode
+control plane exports every configuration its push loop validated (at start
+and after each change, whether or not data planes are connected), as Kong's
+CP exporter does, taking part in the same exporters' election as exporter
+data planes. Data planes started with --import read it when this control
+plane is down. See 'kongfb serve dp --help' and docs/FALLBACK.md.
+
 Listen values use kong.conf's syntax: "ip:port [flags][, ...]"; flags such as
 reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 		Example: `  # a local control plane on SQLite (creates ./kongfb-data/kongfb.db)
@@ -158,7 +170,7 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
   kongfb serve cp --cluster-cert cluster.crt --cluster-cert-key cluster.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := kongEnvDefaults(a, cmd, serveCPEnv); err != nil {
+			if err := kongEnvDefaults(a, cmd, append(append([][2]string{}, serveCPEnv...), fallbackEnv...)); err != nil {
 				return err
 			}
 			o.ShutdownTimeout = time.Duration(shutdown)
@@ -196,6 +208,7 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 	f.StringVar(&o.ClusterCACert, "cluster-ca-cert", "", "pki mode: the CA that issues the data planes' certificates [KONG_CLUSTER_CA_CERT]")
 	f.Int64Var(&o.ClusterMaxPayload, "cluster-max-payload", wire.DefaultMaxPayload, "largest (compressed) configuration frame, bytes; at least 4194304 [KONG_CLUSTER_MAX_PAYLOAD]")
 	f.Var(&purgeDelay, "cluster-data-plane-purge-delay", "how long a data plane stays in /clustering/data-planes after it was last seen (seconds or a duration; at least 60) [KONG_CLUSTER_DATA_PLANE_PURGE_DELAY]")
+	addFallbackFlags(f, &o.Fallback, false)
 	return cmd
 }
 
@@ -224,6 +237,10 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 	}
 
 	clusterOpts, err := clusterOptions(o, log)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	fb, err := checkFallback(o.Fallback, clusterOpts != nil, "control_plane", log)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
@@ -281,6 +298,22 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 		if nodeID, err = cp.NodeID(o.Prefix); err != nil {
 			return &ExitError{Code: ExitFailure, Err: err}
 		}
+	}
+	if fb != nil {
+		// The CP exports every configuration its push loop validated and
+		// cached (Kong's CP exporter: at start and after each change),
+		// whether or not data planes are connected.
+		fbStore, err := fb.openStore(ctx, log)
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		defer fbStore.Close()
+		exporter, err := fb.startExport(ctx, fbStore, nodeID, log)
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		defer exporter.stop()
+		clusterOpts.OnExport = exporter.exporter.Offer
 	}
 	hostname, _ := os.Hostname()
 	srv, err := cp.New(cp.Options{
@@ -412,6 +445,11 @@ func cpConfiguration(o serveCPOptions, backend string, st store.Store) map[strin
 		c["cluster_mtls"] = o.ClusterMTLS
 		c["cluster_max_payload"] = o.ClusterMaxPayload
 		c["cluster_data_plane_purge_delay"] = int64(o.ClusterPurgeDelay / time.Second)
+	}
+	if o.Fallback.Export {
+		c["cluster_fallback_config_export"] = true
+		c["cluster_fallback_config_storage"] = o.Fallback.Storage
+		c["cluster_fallback_config_export_delay"] = o.Fallback.ExportDelay.Seconds()
 	}
 	if backend == store.BackendPostgres {
 		c["pg_host"] = o.PGHost

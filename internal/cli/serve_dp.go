@@ -2,25 +2,33 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
 	"github.com/kongfb/kongfb/internal/dp"
 	"github.com/kongfb/kongfb/internal/dp/cache"
 	"github.com/kongfb/kongfb/internal/dp/cpclient"
+	"github.com/kongfb/kongfb/internal/fallback"
 	"github.com/kongfb/kongfb/internal/proxy"
 	"github.com/kongfb/kongfb/pkg/cluster"
+	"github.com/kongfb/kongfb/pkg/snapshot"
+	"github.com/kongfb/kongfb/pkg/storage"
 )
 
 func init() { registerServe(newServeDPCommand) }
@@ -50,6 +58,9 @@ type serveDPOptions struct {
 	Prefix            string
 	NodeID            string
 	CacheEncrypt      bool
+
+	// Fallback configuration (Kong's cluster_fallback_config_*).
+	Fallback fallbackOptions
 
 	Logger *slog.Logger
 	// Reload receives one value per reload request (SIGHUP in the command).
@@ -126,6 +137,29 @@ keeps two data planes from sharing it.
 
 --declarative and --cp are mutually exclusive.
 
+Fallback configuration (Kong's cluster_fallback_config_*, docs/FALLBACK.md):
+  --export  the node joins the exporters' election (a lease in the storage);
+            the leader writes every configuration it got from the CP and
+            serves (never one that failed validation) to --fallback-storage
+            (s3://bucket/prefix or file:///dir): a checksummed snapshot under
+            <prefix>/<version>/snapshots/ and Kong's plain
+            <prefix>/<version>/config.json. The first change goes out at
+            once, later ones at most every --export-delay; failed uploads are
+            retried. A dedicated exporter may run with --proxy-listen off.
+  --import  when the CP cannot be reached at start (refused, failed, or no
+            answer within --cp-connect-timeout) and no cache is served (or,
+            with --prefer-newest, the snapshot is newer than the cache), the
+            node imports the newest snapshot that verifies (checksum,
+            signature with --snapshot-trusted-key, decryption with
+            --snapshot-identity-file, schema) and serves it (/status
+            kongfb.config_source "fallback"). It retries while the storage is
+            down or holds nothing valid, and stays not ready meanwhile. The
+            CP's configuration replaces the imported one once the CP is
+            reached. /status kongfb.fallback and kongfb.exporter report both
+            sides. S3 credentials come from the AWS chain (AWS_ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY, AWS_REGION, roles); an S3-compatible server
+            is set with --s3-endpoint / AWS_CONFIG_STORAGE_ENDPOINT.
+
 Signals:
   SIGHUP           re-read the declarative file; if it is invalid the running
                    configuration is kept and every error is logged
@@ -154,13 +188,20 @@ proxy_protocol are refused.`,
   kongfb serve dp --cp cp.internal:8005 --cluster-cert cluster.crt \
     --cluster-cert-key cluster.key --prefix /var/lib/kongfb-dp
 
+  # a backup node (exporter only) and a data plane that can start from it
+  AWS_CONFIG_STORAGE_ENDPOINT=http://minio:9000 kongfb serve dp --cp cp:8005 \
+    --cluster-cert cluster.crt --cluster-cert-key cluster.key \
+    --proxy-listen off --export --fallback-storage s3://kong-backup/kong
+  KONG_CLUSTER_FALLBACK_CONFIG_IMPORT=on KONG_CLUSTER_FALLBACK_CONFIG_STORAGE=s3://kong-backup/kong \
+    kongfb serve dp --cp cp:8005 --cluster-cert cluster.crt --cluster-cert-key cluster.key
+
   # the same with Kong's environment names, PKI mode
   KONG_CLUSTER_CONTROL_PLANE=cp.internal:8005 KONG_CLUSTER_MTLS=pki \
     KONG_CLUSTER_CERT=dp.crt KONG_CLUSTER_CERT_KEY=dp.key KONG_CLUSTER_CA_CERT=ca.crt \
     KONG_CLUSTER_SERVER_NAME=cp.internal KONG_PREFIX=/var/lib/kongfb-dp kongfb serve dp`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := kongEnvDefaults(a, cmd, serveDPEnv); err != nil {
+			if err := kongEnvDefaults(a, cmd, append(append([][2]string{}, serveDPEnv...), fallbackEnv...)); err != nil {
 				return err
 			}
 			o.AllowDebugHeader = bool(allowDebug)
@@ -227,6 +268,7 @@ proxy_protocol are refused.`,
 	f.StringVar(&o.NodeID, "node-id", "", "node id announced to the CP (default: generated once, kept in <prefix>/kong.id) [KONG_NODE_ID]")
 	f.Var(&cacheEncrypt, "cache-encrypt", "encrypt the config cache with a key derived from --cluster-cert-key (AES-256-GCM)")
 	f.Lookup("cache-encrypt").NoOptDefVal = "on"
+	addFallbackFlags(f, &o.Fallback, true)
 	return cmd
 }
 
@@ -255,6 +297,25 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 		}
 	}
 
+	if o.ControlPlane != "" && len(proxyListens) == 0 && !o.Fallback.Export {
+		// Kong's rule: a data plane that proxies nothing only makes sense
+		// as a dedicated exporter (a backup node).
+		return &ExitError{Code: ExitUsage, Err: errors.New(msgProxyListenOff)}
+	}
+	fb, err := checkFallback(o.Fallback, o.ControlPlane != "", "data_plane", log)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+
+	// The storage client is built while the rest starts (building an S3
+	// client reads the AWS configuration chain): a cold start from the
+	// storage is on the critical path of a node without its CP.
+	var fbStore *storeFuture
+	if fb != nil {
+		fbStore = fb.openStoreAsync(ctx, log)
+		defer fbStore.Close()
+	}
+
 	var hy *hybrid
 	if o.ControlPlane != "" {
 		if o.Declarative != "" {
@@ -267,11 +328,68 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 		defer hy.close()
 	}
 
+	// Fallback storage, exporter and importer (hybrid mode only, checked
+	// above). The exporter runs before the node exists so that the node can
+	// offer it every configuration it serves from the CP.
+	var (
+		exporter *fallbackExport
+		importer *fallback.Importer
+	)
+	if fb != nil {
+		if fb.fo.Export {
+			st, err := fbStore.wait()
+			if err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			if exporter, err = fb.startExport(ctx, st, hy.nodeID, log); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			defer exporter.stop()
+		}
+		if fb.fo.Import {
+			if importer, err = fallback.NewImporter(fallback.ImporterOptions{
+				Store: fbStore, Verify: fb.verify, RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
+			}); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+		}
+	}
+
+	var exporterStatus func() dp.ExporterStatus
+	if exporter != nil {
+		exporterStatus = func() dp.ExporterStatus {
+			return dp.ExporterStatusFrom(fbStore.String(), exporter.exporter.Status())
+		}
+	}
 	eng := proxy.New(proxy.Options{AllowDebugHeader: o.AllowDebugHeader, Logger: log})
-	node := dp.NewNode(dp.Options{
-		Engine:       eng,
-		Logger:       log,
-		ControlPlane: o.ControlPlane,
+	var node *dp.Node
+	node = dp.NewNode(dp.Options{
+		Engine:         eng,
+		Logger:         log,
+		ControlPlane:   o.ControlPlane,
+		ExporterStatus: exporterStatus,
+		OnServe: func(ev dp.ServeEvent) {
+			switch ev.Source {
+			case dp.SourceCP:
+				// Only what the CP sent and this node validated and
+				// serves: a cached or imported config may be older than
+				// what the storage holds already. The exporter computes
+				// the hash of the config itself (that is what the
+				// snapshot's manifest records).
+				if exporter != nil {
+					exporter.exporter.Offer(ev.Config, "")
+				}
+			case dp.SourceFallback:
+				// Keep the imported config like one from the CP (Kong
+				// writes it to LMDB), so a restart without CP or storage
+				// serves it. This runs under the node's apply lock, so a
+				// CP config applied right after cannot be overwritten in
+				// the cache by this write.
+				if ev.Changed && hy != nil {
+					persistFallback(hy.cache, ev, log, node)
+				}
+			}
+		},
 		Stats: func() dp.ServerStats {
 			s := eng.Stats()
 			return dp.ServerStats{
@@ -298,8 +416,10 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 	case hy != nil:
 		// Like Kong with its LMDB store, serve the cached configuration at
 		// once; the CP replaces it when it is reached.
-		if cache.Restore(node, hy.cache, log) {
+		if hy.cachedAt, hy.cacheServed = restoreCache(node, hy.cache, log); hy.cacheServed {
 			hy.restoredHash = node.State().Hash
+		} else if importer != nil {
+			log.Warn("no usable cached configuration: every request gets 404 until the control plane sends one, or one is imported from the fallback storage if the control plane cannot be reached")
 		} else {
 			log.Warn("no usable cached configuration: every request gets 404 until the control plane sends one")
 		}
@@ -309,6 +429,32 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 	var client *cpclient.Client
 	if hy != nil {
 		if client, err = hy.client(node, log); err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+	}
+	if importer != nil {
+		// Started now: it reads the storage while the listeners are bound
+		// and the first CP attempt runs, and applies only once that
+		// attempt has failed.
+		fi, err := dp.NewFallbackImport(node, dp.FallbackImportOptions{
+			Importer: importer, Storage: fb.loc.String(),
+			FirstAttempt: client.FirstAttempt(), FirstAttemptErr: client.FirstAttemptErr,
+			Cached: hy.cacheServed, CacheWrittenAt: hy.cachedAt, PreferNewest: fb.fo.PreferNewest,
+			RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
+		})
+		if err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+		ictx, cancelImport := context.WithCancel(ctx)
+		importDone := make(chan struct{})
+		go func() { defer close(importDone); fi.Run(ictx) }()
+		// Like the sync client: an import being applied (and written to
+		// the cache) finishes before the cache is closed.
+		defer func() { cancelImport(); <-importDone }()
+	}
+	if fbStore != nil {
+		// A storage that cannot even be set up is a settings error.
+		if _, err := fbStore.wait(); err != nil {
 			return &ExitError{Code: ExitUsage, Err: err}
 		}
 	}
@@ -354,7 +500,6 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 		// in progress finishes and writes the cache first.
 		defer func() { cancelClient(); <-clientDone }()
 	}
-
 	if o.Ready != nil {
 		o.Ready(addrs)
 	}
@@ -400,6 +545,10 @@ type hybrid struct {
 	hostname     string
 	cache        *cache.Cache
 	restoredHash string
+	// cacheServed says the cache was served at start, written at cachedAt
+	// (the fallback importer compares snapshots with it).
+	cacheServed bool
+	cachedAt    time.Time
 }
 
 // setupHybrid checks the hybrid settings and prepares the prefix. Errors are
@@ -508,3 +657,515 @@ func (h *hybrid) client(node *dp.Node, log *slog.Logger) (*cpclient.Client, erro
 
 // close releases the prefix lock; every cache write is already on disk.
 func (h *hybrid) close() { _ = h.cache.Close() }
+
+// restoreCache serves the cached configuration on n, as cache.Restore does,
+// and also returns when the cache was written (for --prefer-newest).
+func restoreCache(n *dp.Node, c *cache.Cache, log *slog.Logger) (time.Time, bool) {
+	e, err := c.Load()
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no cached configuration yet", "path", c.Path())
+		return time.Time{}, false
+	}
+	if err != nil {
+		var ue *cache.UnusableError
+		if errors.As(err, &ue) {
+			dp.LogConfigError(log, "cached configuration is unusable and is not served", err,
+				"path", ue.Path, "reason", ue.Reason.Error(), "moved_to", ue.SetAside)
+		} else {
+			log.Error("cannot read the cached configuration", "path", c.Path(), "error", err)
+		}
+		n.ReportError(err)
+		return time.Time{}, false
+	}
+	log.Info("found cached configuration, loading", "path", c.Path(), "hash", e.Header.ConfigHash,
+		"written_at", e.Header.WrittenAt, "from", e.Header.Source, "origin", e.Header.Origin,
+		"encrypted", e.Header.Encryption != cache.EncryptionNone)
+	if _, err := n.Apply(&dp.Snapshot{
+		Config: e.Config, Hash: e.Header.ConfigHash, Source: dp.SourceCache, Origin: c.Path(),
+	}); err != nil {
+		// Valid when written but refused now (e.g. by a newer engine): keep
+		// the file, the CP will replace it.
+		err = fmt.Errorf("cached configuration %s: %w", c.Path(), err)
+		dp.LogConfigError(log, "cannot serve the cached configuration", err)
+		n.ReportError(err)
+		return time.Time{}, false
+	}
+	return e.Header.WrittenAt, true
+}
+
+// persistFallback writes an imported configuration to the node's cache.
+func persistFallback(c *cache.Cache, ev dp.ServeEvent, log *slog.Logger, n *dp.Node) {
+	doc, err := ev.Config.MarshalJSON()
+	if err == nil {
+		err = c.Write(doc, cache.Meta{ConfigHash: ev.Hash, Source: dp.SourceFallback, Origin: ev.Origin})
+	}
+	if err != nil {
+		log.Error("[fallback config] cannot write the imported config to the cache; a restart would need the control plane or the storage again",
+			"path", c.Path(), "error", err)
+		n.ReportError(fmt.Errorf("write imported fallback config to the cache %s: %w", c.Path(), err))
+	}
+}
+
+// --- fallback configuration (shared with serve cp) ---------------------------
+
+// fallbackOptions are the fallback-configuration settings (Kong's
+// cluster_fallback_config_* and kongfb's snapshot security). serve dp uses
+// all of them; serve cp only the exporter's.
+type fallbackOptions struct {
+	Export         bool
+	Import         bool
+	Storage        string
+	ExportDelay    time.Duration // 0 = no delay
+	S3Endpoint     string
+	ExportS3Config string
+	ElectionTTL    time.Duration
+	PreferNewest   bool
+	RetryMin       time.Duration
+	RetryMax       time.Duration
+
+	Recipients              []string
+	RecipientsFile          string
+	PassphraseFile          string
+	IdentityFiles           []string
+	SigningKeyFile          string
+	TrustedKeys             []string
+	KongCompatiblePlaintext bool
+	VersionPolicy           string
+
+	// StorageBase is where the storage options start from. It is not a
+	// flag: the command leaves it zero so that credentials come from the
+	// AWS chain (AWS_ACCESS_KEY_ID, ..., roles); tests put a test server's
+	// credentials here.
+	StorageBase storage.Options
+}
+
+// fallbackEnv maps the fallback flags to Kong's environment names.
+var fallbackEnv = [][2]string{
+	{"export", "KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"},
+	{"import", "KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"},
+	{"fallback-storage", "KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"},
+	{"export-delay", "KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY"},
+	{"export-s3-config", storage.EnvExtraPutParams},
+	{"s3-endpoint", storage.EnvEndpoint},
+}
+
+// Default fallback settings.
+const (
+	defaultExportDelay = fallback.DefaultExportDelay
+	defaultElectionTTL = fallback.DefaultLeaseTTL
+)
+
+// kongSeconds is a duration flag in Kong's number-of-seconds form ("60",
+// "0.5") that also takes Go durations ("100ms", "2m").
+type kongSeconds time.Duration
+
+func (d *kongSeconds) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f < 1e9 {
+		*d = kongSeconds(time.Duration(f * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a number of seconds (60, 0.5) or a duration (100ms, 2m), got %q", s)
+	}
+	*d = kongSeconds(v)
+	return nil
+}
+
+func (d *kongSeconds) String() string { return time.Duration(*d).String() }
+func (d *kongSeconds) Type() string   { return "seconds" }
+
+// optDuration is an nginxDuration whose zero value means "the default",
+// which the flag's usage text states.
+type optDuration time.Duration
+
+func (d *optDuration) Set(s string) error { return (*nginxDuration)(d).Set(s) }
+func (d *optDuration) Type() string       { return "duration" }
+func (d *optDuration) String() string {
+	if *d == 0 {
+		return "0" // pflag shows no "(default ...)" for "0"
+	}
+	return time.Duration(*d).String()
+}
+
+// addFallbackFlags registers the fallback flags. dataPlane adds the
+// importer's (the CP only exports).
+func addFallbackFlags(f *pflag.FlagSet, fo *fallbackOptions, dataPlane bool) {
+	fo.ExportDelay = defaultExportDelay
+	fo.ElectionTTL = defaultElectionTTL
+	f.Var((*kongBool)(&fo.Export), "export", "fallback config: export every validated configuration to --fallback-storage (one leader among the exporters) [KONG_CLUSTER_FALLBACK_CONFIG_EXPORT]")
+	f.Lookup("export").NoOptDefVal = "on"
+	if dataPlane {
+		f.Var((*kongBool)(&fo.Import), "import", "fallback config: when the CP cannot be reached at start and no cache is served, import the newest snapshot that verifies [KONG_CLUSTER_FALLBACK_CONFIG_IMPORT]")
+	} else {
+		// Only so that Kong's environment name gets Kong's error on a CP.
+		f.Var((*kongBool)(&fo.Import), "import", "fallback config import (data planes only)")
+		_ = f.MarkHidden("import")
+	}
+	f.Lookup("import").NoOptDefVal = "on"
+	f.StringVar(&fo.Storage, "fallback-storage", "", "fallback config storage: s3://bucket/prefix or file:///dir [KONG_CLUSTER_FALLBACK_CONFIG_STORAGE]")
+	f.Var((*kongSeconds)(&fo.ExportDelay), "export-delay", "minimum gap between two exports, seconds or a duration; the first change goes out at once, later ones are coalesced (0: no gap) [KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY]")
+	f.StringVar(&fo.S3Endpoint, "s3-endpoint", "", "S3-compatible server, e.g. http://minio:9000 (default: AWS S3) [AWS_CONFIG_STORAGE_ENDPOINT]")
+	f.StringVar(&fo.ExportS3Config, "export-s3-config", "", `extra S3 PutObject parameters as JSON, e.g. {"ServerSideEncryption":"aws:kms"} [KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG]`)
+	f.Var((*nginxDuration)(&fo.ElectionTTL), "election-ttl", "exporter election lease TTL: a dead leader is replaced after this long")
+	f.Var((*optDuration)(&fo.RetryMin), "fallback-retry-min", "shortest wait before retrying a failed export or import (default 1s)")
+	f.Var((*optDuration)(&fo.RetryMax), "fallback-retry-max", "longest wait between retries of a failed export (default 1m) or import (default 30s)")
+	f.StringArrayVar(&fo.Recipients, "snapshot-recipient", nil, "exporter: encrypt snapshots to this age recipient (age1...); repeatable")
+	f.StringVar(&fo.RecipientsFile, "snapshot-recipients-file", "", "exporter: file of age recipients, one per line ('#' comments)")
+	f.StringVar(&fo.PassphraseFile, "snapshot-passphrase-file", "", "file holding a passphrase that encrypts (exporter) or decrypts (importer) snapshots")
+	f.StringVar(&fo.SigningKeyFile, "snapshot-signing-key", "", "exporter: ed25519 key file that signs every snapshot")
+	f.BoolVar(&fo.KongCompatiblePlaintext, "kong-compatible-plaintext", false, "exporter: also write Kong's plain <prefix>/<version>/config.json when snapshots are encrypted (it is always written when they are not)")
+	if dataPlane {
+		f.BoolVar(&fo.PreferNewest, "prefer-newest", false, "importer: also import when the cache is served, if the newest snapshot was captured after the cache was written")
+		f.StringArrayVar(&fo.IdentityFiles, "snapshot-identity-file", nil, "importer: age identity file that decrypts snapshots; repeatable")
+		f.StringArrayVar(&fo.TrustedKeys, "snapshot-trusted-key", nil, "importer: accept only snapshots signed by this key (a file of keys, or ed25519:<base64>); repeatable")
+		f.StringVar(&fo.VersionPolicy, "snapshot-version-policy", "same-minor", "importer: which gateway versions' snapshots to accept: same-minor, exact (Kong's rule) or any")
+	}
+}
+
+// Kong's validation messages (EE conf_loader), verbatim.
+const (
+	msgFallbackHybridOnly   = "cluster_fallback_config_import and cluster_fallback_config_export can only be enabled for hybrid mode"
+	msgFallbackImportDPOnly = `cluster_fallback_config_import can only be enabled when role = "data_plane"`
+	msgFallbackNoStorage    = "cluster_fallback_config_storage must be set when either cluster_fallback_config_import or cluster_fallback_config_export is enabled"
+	msgFallbackScheme       = "cluster_fallback_config_storage must be set to an S3 or GCP storage location (the scheme must be s3 or gcs)"
+	msgS3ConfigNoStorage    = "cluster_fallback_config_storage must be set when cluster_fallback_export_s3_config is enabled"
+	msgS3ConfigScheme       = "cluster_fallback_config_storage must be set to an S3 storage location (the scheme must be s3)"
+	msgProxyListenOff       = `proxy_listen must be specified when role = "data_plane" and cluster_fallback_config_export is not configured`
+)
+
+// fallbackSetup is the checked fallback configuration of a node.
+type fallbackSetup struct {
+	fo       fallbackOptions
+	loc      storage.Location
+	snapOpts snapshot.Options       // exporter
+	verify   snapshot.VerifyOptions // importer
+}
+
+// checkFallback validates the settings with Kong's messages (kongfb also
+// accepts file:// storage). hybrid says the node runs in hybrid mode (a DP
+// with --cp, a CP with a cluster listener); role is "data_plane" or
+// "control_plane".
+func checkFallback(fo fallbackOptions, hybrid bool, role string, log *slog.Logger) (*fallbackSetup, error) {
+	if !fo.Export && !fo.Import {
+		if fo.ExportS3Config != "" && strings.TrimSpace(fo.Storage) == "" {
+			return nil, errors.New(msgS3ConfigNoStorage)
+		}
+		return nil, nil
+	}
+	if !hybrid {
+		return nil, errors.New(msgFallbackHybridOnly)
+	}
+	if fo.Import && role != "data_plane" {
+		return nil, errors.New(msgFallbackImportDPOnly)
+	}
+	if strings.TrimSpace(fo.Storage) == "" {
+		return nil, errors.New(msgFallbackNoStorage)
+	}
+	scheme, _, _ := strings.Cut(fo.Storage, ":")
+	switch strings.ToLower(scheme) {
+	case "s3", "file":
+	case "gcs":
+		return nil, fmt.Errorf("cluster_fallback_config_storage %q: Google Cloud Storage (gcs://) is not supported by kongfb yet; use s3://bucket/prefix or file:///dir", fo.Storage)
+	default:
+		return nil, fmt.Errorf("%s (kongfb also accepts file:///dir), got %q", msgFallbackScheme, fo.Storage)
+	}
+	loc, err := storage.ParseURL(fo.Storage)
+	if err != nil {
+		return nil, fmt.Errorf("cluster_fallback_config_storage: %w", err)
+	}
+	if fo.ExportS3Config != "" {
+		if loc.Scheme != "s3" {
+			return nil, errors.New(msgS3ConfigScheme)
+		}
+		var js any
+		if err := json.Unmarshal([]byte(fo.ExportS3Config), &js); err != nil {
+			return nil, fmt.Errorf("cluster_fallback_export_s3_config must be valid json or not set: %v - %s", err, loc)
+		}
+		if _, err := storage.ParseExtraPutParams(fo.ExportS3Config); err != nil {
+			return nil, fmt.Errorf("cluster_fallback_export_s3_config: %w", err)
+		}
+	}
+	if fo.ElectionTTL <= 0 {
+		fo.ElectionTTL = defaultElectionTTL
+	}
+	if fo.RetryMax > 0 && fo.RetryMax < fo.RetryMin {
+		return nil, fmt.Errorf("--fallback-retry-max (%s) is shorter than --fallback-retry-min (%s)", fo.RetryMax, fo.RetryMin)
+	}
+	s := &fallbackSetup{fo: fo, loc: loc}
+
+	// Keys and secrets: load them now so that a bad file stops the start.
+	recipients := append([]string(nil), fo.Recipients...)
+	if fo.RecipientsFile != "" {
+		rs, err := readRecipientsFile(fo.RecipientsFile)
+		if err != nil {
+			return nil, err
+		}
+		recipients = append(recipients, rs...)
+	}
+	passphrase := ""
+	if fo.PassphraseFile != "" {
+		b, err := os.ReadFile(fo.PassphraseFile)
+		if err != nil {
+			return nil, fmt.Errorf("--snapshot-passphrase-file: %w", err)
+		}
+		if passphrase = strings.TrimRight(string(b), "\r\n"); passphrase == "" {
+			return nil, fmt.Errorf("--snapshot-passphrase-file %s is empty", fo.PassphraseFile)
+		}
+	}
+	unused := func(flag, side string) {
+		log.Warn("fallback config: "+flag+" is only used by an "+side+"; ignoring it", "export", fo.Export, "import", fo.Import)
+	}
+	if fo.Export {
+		if passphrase != "" && len(recipients) > 0 {
+			return nil, errors.New("--snapshot-passphrase-file cannot be combined with age recipients (--snapshot-recipient, --snapshot-recipients-file): age allows a passphrase only on its own")
+		}
+		if len(recipients) > 0 {
+			if _, _, err := snapshot.ParseRecipients(recipients); err != nil {
+				return nil, fmt.Errorf("--snapshot-recipient: %w", err)
+			}
+		}
+		s.snapOpts = snapshot.Options{Recipients: recipients, Passphrase: passphrase}
+		if fo.SigningKeyFile != "" {
+			k, err := snapshot.LoadSigningKey(fo.SigningKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--snapshot-signing-key: %w", err)
+			}
+			s.snapOpts.SigningKey = k
+		}
+		if s.snapOpts.Encrypted() && !fo.KongCompatiblePlaintext {
+			log.Info("fallback config: snapshots are encrypted, so Kong's plain config.json is not written (--kong-compatible-plaintext writes it too)")
+		}
+	} else {
+		if len(recipients) > 0 {
+			unused("--snapshot-recipient", "exporter (--export)")
+		}
+		if fo.SigningKeyFile != "" {
+			unused("--snapshot-signing-key", "exporter (--export)")
+		}
+	}
+	if fo.Import {
+		s.verify.Passphrase = passphrase
+		for _, p := range fo.IdentityFiles {
+			ids, err := snapshot.LoadIdentities(p)
+			if err != nil {
+				return nil, fmt.Errorf("--snapshot-identity-file: %w", err)
+			}
+			s.verify.Identities = append(s.verify.Identities, ids...)
+		}
+		for _, v := range fo.TrustedKeys {
+			if strings.HasPrefix(strings.TrimSpace(v), snapshot.PublicKeyPrefix) {
+				k, err := snapshot.ParsePublicKey(strings.TrimSpace(v))
+				if err != nil {
+					return nil, fmt.Errorf("--snapshot-trusted-key: %w", err)
+				}
+				s.verify.TrustedSignerKeys = append(s.verify.TrustedSignerKeys, k)
+				continue
+			}
+			ks, err := snapshot.LoadPublicKeys(v)
+			if err != nil {
+				return nil, fmt.Errorf("--snapshot-trusted-key: %w", err)
+			}
+			s.verify.TrustedSignerKeys = append(s.verify.TrustedSignerKeys, ks...)
+		}
+		switch strings.ToLower(strings.TrimSpace(fo.VersionPolicy)) {
+		case "", "same-minor", "minor":
+			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchMinor}
+		case "exact":
+			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchExact}
+		case "any":
+			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchAny}
+		default:
+			return nil, fmt.Errorf("--snapshot-version-policy %q: want same-minor, exact or any", fo.VersionPolicy)
+		}
+	} else {
+		if len(fo.IdentityFiles) > 0 {
+			unused("--snapshot-identity-file", "importer (--import)")
+		}
+		if len(fo.TrustedKeys) > 0 {
+			unused("--snapshot-trusted-key", "importer (--import)")
+		}
+		if fo.PreferNewest {
+			unused("--prefer-newest", "importer (--import)")
+		}
+	}
+	return s, nil
+}
+
+// readRecipientsFile reads age recipients, one per line; blank lines and
+// '#' comments are skipped (age's own recipients-file format).
+func readRecipientsFile(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--snapshot-recipients-file: %w", err)
+	}
+	var out []string
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if _, _, err := snapshot.ParseRecipients([]string{line}); err != nil {
+			return nil, fmt.Errorf("--snapshot-recipients-file %s line %d: %w", path, i+1, err)
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--snapshot-recipients-file %s holds no recipient", path)
+	}
+	return out, nil
+}
+
+// openStore opens the fallback storage. An exporter on file:// creates the
+// directory; S3 buckets are never created (that needs a permission Kong's
+// exporters do not have).
+func (s *fallbackSetup) openStore(ctx context.Context, log *slog.Logger) (storage.Store, error) {
+	opts := s.fo.StorageBase
+	if s.fo.S3Endpoint != "" {
+		opts.Endpoint = s.fo.S3Endpoint
+	}
+	if s.fo.Export {
+		opts.ExtraPutParams = s.fo.ExportS3Config
+		opts.CreateBucket = opts.CreateBucket || s.loc.Scheme == "file"
+	}
+	opts.Logger = log
+	st, err := storage.Open(ctx, s.fo.Storage, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster_fallback_config_storage: %w", err)
+	}
+	return st, nil
+}
+
+// openStoreAsync opens the fallback storage in the background; the
+// returned store waits for it on every call.
+func (s *fallbackSetup) openStoreAsync(ctx context.Context, log *slog.Logger) *storeFuture {
+	f := &storeFuture{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.st, f.err = s.openStore(ctx, log)
+	}()
+	return f
+}
+
+// storeFuture is a storage.Store being opened: every method waits for the
+// open and fails with its error, if any.
+type storeFuture struct {
+	done chan struct{}
+	st   storage.Store
+	err  error
+}
+
+func (f *storeFuture) wait() (storage.Store, error) {
+	<-f.done
+	return f.st, f.err
+}
+
+func (f *storeFuture) Put(ctx context.Context, key string, body []byte, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	st, err := f.wait()
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return st.Put(ctx, key, body, opts)
+}
+
+func (f *storeFuture) Get(ctx context.Context, key string) ([]byte, storage.ObjectInfo, error) {
+	st, err := f.wait()
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return st.Get(ctx, key)
+}
+
+func (f *storeFuture) Head(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	st, err := f.wait()
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return st.Head(ctx, key)
+}
+
+func (f *storeFuture) Delete(ctx context.Context, key string, opts storage.DeleteOptions) error {
+	st, err := f.wait()
+	if err != nil {
+		return err
+	}
+	return st.Delete(ctx, key, opts)
+}
+
+func (f *storeFuture) List(ctx context.Context, prefix string, opts storage.ListOptions) (storage.ListPage, error) {
+	st, err := f.wait()
+	if err != nil {
+		return storage.ListPage{}, err
+	}
+	return st.List(ctx, prefix, opts)
+}
+
+func (f *storeFuture) String() string {
+	st, err := f.wait()
+	if err != nil {
+		return "(storage not opened: " + err.Error() + ")"
+	}
+	return st.String()
+}
+
+func (f *storeFuture) Close() error {
+	st, err := f.wait()
+	if err != nil {
+		return nil
+	}
+	return st.Close()
+}
+
+// fallbackExport is a running exporter: its election and exporter loops.
+type fallbackExport struct {
+	store    storage.Store
+	election *fallback.Election
+	exporter *fallback.Exporter
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// startExport joins the export election and starts the exporter; stop ends
+// both and hands the lease over.
+func (s *fallbackSetup) startExport(ctx context.Context, st storage.Store, nodeID string, log *slog.Logger) (*fallbackExport, error) {
+	el, err := fallback.NewElection(fallback.ElectionOptions{Store: st, NodeID: nodeID, TTL: s.fo.ElectionTTL, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	delay := s.fo.ExportDelay
+	if delay == 0 {
+		delay = -1 // the library's "no delay"
+	}
+	ex, err := fallback.NewExporter(fallback.ExporterOptions{
+		Store: st, Election: el, Snapshot: s.snapOpts, KongCompatiblePlaintext: s.fo.KongCompatiblePlaintext,
+		Delay: delay, RetryMin: s.fo.RetryMin, RetryMax: s.fo.RetryMax, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	fx := &fallbackExport{store: st, election: el, exporter: ex, log: log, cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = el.Run(rctx) }()
+	go func() { defer wg.Done(); _ = ex.Run(rctx) }()
+	go func() { wg.Wait(); close(fx.done) }()
+	log.Info("[fallback config] exporter enabled", "storage", st.String(), "node_id", nodeID,
+		"export_delay", s.fo.ExportDelay, "election_ttl", s.fo.ElectionTTL,
+		"encrypted", s.snapOpts.Encrypted(), "signed", s.snapOpts.SigningKey != nil)
+	return fx, nil
+}
+
+// stop ends the exporter and the election, then releases the lease so that
+// another exporter takes over at once instead of after the TTL.
+func (x *fallbackExport) stop() {
+	x.cancel()
+	<-x.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := x.election.Release(ctx); err != nil {
+		x.log.Warn("[fallback config] could not release the export lease; another exporter takes over after the TTL", "error", err)
+	}
+}

@@ -99,11 +99,14 @@ func (n *Node) ConfirmSource(hash, source, origin string) bool {
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.state.Hash == "" || n.state.Hash != hash {
+		n.mu.Unlock()
 		return false
 	}
 	n.state.Source, n.state.Origin = source, origin
+	cfg := n.cfg
+	n.mu.Unlock()
+	n.served(ServeEvent{Config: cfg, Hash: hash, Source: source, Origin: origin})
 	return true
 }
 

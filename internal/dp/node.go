@@ -89,6 +89,27 @@ type Options struct {
 	// ControlPlane is the CP address in hybrid mode ("" for DB-less). It
 	// makes /status report the link state (cp_connected, last_sync_at).
 	ControlPlane string
+	// OnServe, if set, is called each time a source vouches for the
+	// configuration the node serves: after every successful Apply (changed
+	// or not) and every ConfirmSource that matched. It runs on the
+	// applying goroutine while no other source can apply (so events arrive
+	// in the order configurations were served): it must not block nor call
+	// back into Apply. A fallback exporter hooks here, so that it only ever
+	// sees configurations this node validated and serves.
+	OnServe func(ServeEvent)
+	// ExporterStatus, if set, fills /status kongfb.exporter (null when
+	// unset). kongfb.fallback is filled by NewFallbackImport.
+	ExporterStatus func() ExporterStatus
+}
+
+// ServeEvent describes a configuration the node serves, for Options.OnServe.
+type ServeEvent struct {
+	Config *config.Config
+	Hash   string
+	Source string
+	Origin string
+	// Changed is false when the source re-sent the running configuration.
+	Changed bool
 }
 
 // State is what the node currently serves.
@@ -114,10 +135,19 @@ type Node struct {
 	applyMu sync.Mutex
 	mu      sync.RWMutex
 	state   State
+	cfg     *config.Config // what state describes
 	sync    SyncInfo
 	lastErr errorInfo
 
 	controlPlane string
+	onServe      func(ServeEvent)
+	fallbackSt   func() FallbackStatus // set by NewFallbackImport, under mu
+	exporterSt   func() ExporterStatus
+
+	// cpServed is closed the first time a configuration from the CP is
+	// served (applied or confirmed): the fallback importer stops then.
+	cpServed     chan struct{}
+	cpServedOnce sync.Once
 
 	draining atomic.Bool
 }
@@ -127,7 +157,9 @@ func NewNode(opts Options) *Node {
 	if opts.Engine == nil {
 		panic("dp.NewNode: Options.Engine is nil")
 	}
-	n := &Node{eng: opts.Engine, stats: opts.Stats, log: opts.Logger, now: opts.Now, controlPlane: opts.ControlPlane}
+	n := &Node{eng: opts.Engine, stats: opts.Stats, log: opts.Logger, now: opts.Now, controlPlane: opts.ControlPlane,
+		onServe: opts.OnServe, exporterSt: opts.ExporterStatus,
+		cpServed: make(chan struct{})}
 	if n.stats == nil {
 		n.stats = func() ServerStats { return ServerStats{} }
 	}
@@ -176,6 +208,17 @@ func isEmpty(cfg *config.Config) bool {
 // "same config received from control plane, no need to reload"), although its
 // source is recorded. On error the previous configuration keeps serving.
 func (n *Node) Apply(s *Snapshot) (changed bool, err error) {
+	return n.ApplyIf(s, nil)
+}
+
+// ErrSuperseded is ApplyIf's error when its condition refused the snapshot.
+var ErrSuperseded = errors.New("superseded by the configuration being served")
+
+// ApplyIf is Apply, done only if cond (nil = always) holds for the state
+// being served, checked under the same lock as the swap: a source that may
+// lose a race to a better one (the fallback importer to the CP) cannot
+// replace it. When cond refuses, the error wraps ErrSuperseded.
+func (n *Node) ApplyIf(s *Snapshot, cond func(cur State) bool) (changed bool, err error) {
 	if s == nil || s.Config == nil {
 		return false, errors.New("apply configuration: no configuration given")
 	}
@@ -192,13 +235,18 @@ func (n *Node) Apply(s *Snapshot) (changed bool, err error) {
 
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
-
 	cur := n.State()
+	if cond != nil && !cond(cur) {
+		return false, fmt.Errorf("%s configuration %s (hash %s) not applied: %w (source %s, hash %s)",
+			s.Source, s.Origin, hash, ErrSuperseded, orNone(cur.Source), orEmpty(cur.Hash))
+	}
 	if cur.Hash == hash {
 		n.mu.Lock()
 		n.state.Source, n.state.Origin = s.Source, s.Origin
+		cfg := n.cfg
 		n.mu.Unlock()
 		n.log.Info("configuration unchanged, not reloaded", "source", s.Source, "origin", s.Origin, "hash", hash)
+		n.served(ServeEvent{Config: cfg, Hash: hash, Source: s.Source, Origin: s.Origin})
 		return false, nil
 	}
 	if err := n.eng.Apply(s.Config, hash); err != nil {
@@ -210,7 +258,9 @@ func (n *Node) Apply(s *Snapshot) (changed bool, err error) {
 	}
 	n.mu.Lock()
 	n.state = st
+	n.cfg = s.Config
 	n.mu.Unlock()
+	n.served(ServeEvent{Config: s.Config, Hash: hash, Source: s.Source, Origin: s.Origin, Changed: true})
 	n.log.Info("configuration loaded", "source", st.Source, "origin", st.Origin, "hash", hash,
 		"previous_hash", orEmpty(cur.Hash), "services", st.Services, "routes", st.Routes)
 	if hash == config.EmptyHash {
@@ -259,6 +309,28 @@ func LogConfigError(log *slog.Logger, msg string, err error, attrs ...any) {
 		return
 	}
 	log.Error(msg, append(attrs, "error", err)...)
+}
+
+// served tells the observers that a source vouches for what the node
+// serves. The caller holds applyMu (not mu).
+func (n *Node) served(ev ServeEvent) {
+	if ev.Source == SourceCP {
+		n.cpServedOnce.Do(func() { close(n.cpServed) })
+	}
+	if n.onServe != nil && ev.Config != nil {
+		n.onServe(ev)
+	}
+}
+
+// CPServed is closed once the node has served a configuration from its
+// control plane (applied, or the running one confirmed by the CP).
+func (n *Node) CPServed() <-chan struct{} { return n.cpServed }
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func orEmpty(h string) string {

@@ -166,7 +166,8 @@ type serverDoc struct {
 }
 
 // kongfbBlock is kongfb's addition to /status. config_source is one of
-// cp, cache, declarative, fallback. In hybrid mode control_plane names the CP,
+// cp, cache, declarative, fallback (config_origin then names the storage and
+// the snapshot). In hybrid mode control_plane names the CP,
 // cp_connected says whether the sync link is up, cp_error why it is down, and
 // last_sync_at when the CP last delivered the configuration being served; in
 // DB-less mode these are null. last_error is the most recent rejected
@@ -183,6 +184,56 @@ type kongfbBlock struct {
 	LastSyncAt   *time.Time `json:"last_sync_at"`
 	LastError    *string    `json:"last_error"`
 	LastErrorAt  *time.Time `json:"last_error_at"`
+	// Fallback is the fallback importer (--import), Exporter the fallback
+	// exporter (--export); null when not enabled.
+	Fallback *fallbackDoc `json:"fallback"`
+	Exporter *exporterDoc `json:"exporter"`
+}
+
+// fallbackDoc is kongfb.fallback: state is one of the Fallback* constants;
+// snapshot (the object key under the storage prefix), config_hash and
+// imported_at are null until a snapshot is served; attempts counts the
+// importer's attempts and last_error is the last one's failure (naming each
+// refused object and why), null once an attempt succeeded.
+type fallbackDoc struct {
+	State      string     `json:"state"`
+	Storage    string     `json:"storage"`
+	Snapshot   *string    `json:"snapshot"`
+	ConfigHash *string    `json:"config_hash"`
+	ImportedAt *time.Time `json:"imported_at"`
+	Attempts   int        `json:"attempts"`
+	LastError  *string    `json:"last_error"`
+}
+
+// exporterDoc is kongfb.exporter: the election role (leader, lapsed or
+// follower) and term, and the last export attempt.
+type exporterDoc struct {
+	Storage      string     `json:"storage"`
+	Role         string     `json:"role"`
+	Term         uint64     `json:"term"`
+	Holder       *string    `json:"holder"`
+	LastExportAt *time.Time `json:"last_export_at"`
+	LastResult   *string    `json:"last_result"`
+	LastSnapshot *string    `json:"last_snapshot"`
+	LastHash     *string    `json:"last_hash"`
+	LastError    *string    `json:"last_error"`
+	PendingHash  *string    `json:"pending_hash"`
+	Exports      uint64     `json:"exports"`
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -253,6 +304,25 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if msg, at := n.LastError(); msg != "" {
 		at = at.UTC()
 		doc.Kongfb.LastError, doc.Kongfb.LastErrorAt = &msg, &at
+	}
+	n.mu.RLock()
+	fbSt, exSt := n.fallbackSt, n.exporterSt
+	n.mu.RUnlock()
+	if fbSt != nil {
+		f := fbSt()
+		doc.Kongfb.Fallback = &fallbackDoc{
+			State: f.State, Storage: f.Storage, Snapshot: strOrNil(f.Snapshot), ConfigHash: strOrNil(f.ConfigHash),
+			ImportedAt: timeOrNil(f.ImportedAt), Attempts: f.Attempts, LastError: strOrNil(f.LastError),
+		}
+	}
+	if exSt != nil {
+		e := exSt()
+		doc.Kongfb.Exporter = &exporterDoc{
+			Storage: e.Storage, Role: e.Role, Term: e.Term, Holder: strOrNil(e.Holder),
+			LastExportAt: timeOrNil(e.LastExportAt), LastResult: strOrNil(e.LastResult),
+			LastSnapshot: strOrNil(e.LastSnapshot), LastHash: strOrNil(e.LastHash),
+			LastError: strOrNil(e.LastError), PendingHash: strOrNil(e.PendingHash), Exports: e.Exports,
+		}
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
