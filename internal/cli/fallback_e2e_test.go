@@ -668,3 +668,59 @@ func TestFallbackSettings(t *testing.T) {
 		t.Errorf("fallback options from the environment = %+v", f)
 	}
 }
+
+// TestFallbackPreferNewest: a DP restarted without its CP serves its cache
+// (Kong's rule: no import when a configuration is cached), unless
+// --prefer-newest and the storage holds a snapshot captured after the cache
+// was written.
+func TestFallbackPreferNewest(t *testing.T) {
+	b := fbFile(t)
+	up := httpbin(t)
+	c := startFBCluster(t)
+	c.post(t, "/services", fmt.Sprintf(`{"name":"httpbin-service","url":%q}`, up.URL))
+	c.post(t, "/services/httpbin-service/routes", `{"name":"old","paths":["/old"]}`)
+	o := c.dp(t, b.importerOpts())
+	d := startDP(t, o)
+	eventually(t, "the DP to sync and cache the CP's config", func() bool { return proxyCode(t, d, "/old/status/200") == 200 })
+	if err := d.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.stopCP(); err != nil {
+		t.Fatal(err)
+	}
+	// A newer config reached the storage after this DP went away.
+	newer := seedSnapshot(t, b.store, hyParseYAML(t, declarative(up.URL, "/new")), snapshot.Options{})
+
+	d = startDP(t, o) // same prefix: the cache is there
+	eventually(t, "the cache served and the import skipped", func() bool {
+		kb, _ := fbStatus(t, d)
+		return block(kb, "fallback")["state"] == dp.FallbackSkippedCache
+	})
+	if kb, _ := fbStatus(t, d); kb["config_source"] != dp.SourceCache || proxyCode(t, d, "/old/status/200") != 200 {
+		t.Fatalf("without --prefer-newest: %v", kb)
+	}
+	if err := d.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	o.Fallback.PreferNewest = true
+	d = startDP(t, o)
+	eventually(t, "the newer snapshot served", func() bool { return proxyCode(t, d, "/new/status/200") == 200 })
+	kb, _ := fbStatus(t, d)
+	if kb["config_source"] != dp.SourceFallback || block(kb, "fallback")["snapshot"] != newer.Key("") {
+		t.Fatalf("with --prefer-newest: %v", kb)
+	}
+	if err := d.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	// The imported config was kept in the cache: it is served at the next
+	// start, and --prefer-newest finds nothing newer.
+	d = startDP(t, o)
+	eventually(t, "the cache (the imported config) kept", func() bool {
+		kb, _ := fbStatus(t, d)
+		return block(kb, "fallback")["state"] == dp.FallbackCacheNewer
+	})
+	if kb, _ := fbStatus(t, d); kb["config_source"] != dp.SourceCache || proxyCode(t, d, "/new/status/200") != 200 {
+		t.Fatalf("after the restart: %v", kb)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,10 +311,28 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 	// The storage client is built while the rest starts (building an S3
 	// client reads the AWS configuration chain): a cold start from the
 	// storage is on the critical path of a node without its CP.
-	var fbStore *storeFuture
+	var (
+		fbStore  *storeFuture
+		importer *fallback.Importer
+		prefetch *dp.Prefetch
+	)
 	if fb != nil {
 		fbStore = fb.openStoreAsync(ctx, log)
 		defer fbStore.Close()
+		if fb.fo.Import {
+			if importer, err = fallback.NewImporter(fallback.ImporterOptions{
+				Store: fbStore, Verify: fb.verify, RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
+			}); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			// A node without a cache that will need the storage if its CP
+			// is down reads it from now on; the result is applied only if
+			// the first CP attempt fails (see dp.FallbackImport).
+			if _, serr := os.Stat(filepath.Join(o.Prefix, cache.FileName)); serr != nil || fb.fo.PreferNewest {
+				prefetch = dp.StartPrefetch(ctx, importer)
+				defer prefetch.Stop()
+			}
+		}
 	}
 
 	var hy *hybrid
@@ -331,10 +350,7 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 	// Fallback storage, exporter and importer (hybrid mode only, checked
 	// above). The exporter runs before the node exists so that the node can
 	// offer it every configuration it serves from the CP.
-	var (
-		exporter *fallbackExport
-		importer *fallback.Importer
-	)
+	var exporter *fallbackExport
 	if fb != nil {
 		if fb.fo.Export {
 			st, err := fbStore.wait()
@@ -345,13 +361,6 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 				return &ExitError{Code: ExitUsage, Err: err}
 			}
 			defer exporter.stop()
-		}
-		if fb.fo.Import {
-			if importer, err = fallback.NewImporter(fallback.ImporterOptions{
-				Store: fbStore, Verify: fb.verify, RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
-			}); err != nil {
-				return &ExitError{Code: ExitUsage, Err: err}
-			}
 		}
 	}
 
@@ -440,7 +449,7 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 			Importer: importer, Storage: fb.loc.String(),
 			FirstAttempt: client.FirstAttempt(), FirstAttemptErr: client.FirstAttemptErr,
 			Cached: hy.cacheServed, CacheWrittenAt: hy.cachedAt, PreferNewest: fb.fo.PreferNewest,
-			RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
+			Prefetch: prefetch, RetryMin: fb.fo.RetryMin, RetryMax: fb.fo.RetryMax, Logger: log,
 		})
 		if err != nil {
 			return &ExitError{Code: ExitFailure, Err: err}

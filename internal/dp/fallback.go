@@ -99,6 +99,10 @@ type FallbackImportOptions struct {
 	Cached         bool
 	CacheWrittenAt time.Time
 	PreferNewest   bool
+	// Prefetch, if set, is an import started before the node was set up
+	// (StartPrefetch); Run uses its result instead of starting its own, and
+	// stops it when it is not needed.
+	Prefetch *Prefetch
 	// RetryMin and RetryMax bound the wait before looking for another
 	// object after the proxy refused a verified one (0: the importer's
 	// defaults).
@@ -167,28 +171,28 @@ func (f *FallbackImport) setState(state string) {
 // its latency hides behind the connection attempt (a dead CP host costs the
 // whole --cp-connect-timeout); the result is used only if the attempt fails.
 func (f *FallbackImport) Run(ctx context.Context) {
-	// The import stops as soon as the CP delivers: its configuration wins.
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
+	pre := f.o.Prefetch
+	if pre == nil && (!f.o.Cached || f.o.PreferNewest) {
+		pre = StartPrefetch(ictx, f.o.Importer)
+	}
+	if pre != nil {
+		// Whatever the outcome, the prefetch ends with Run: it has
+		// delivered its result, or it is not needed.
+		defer pre.Stop()
+	}
+	// The import stops as soon as the CP delivers: its configuration wins.
+	go func(pre *Prefetch) {
 		select {
 		case <-f.n.CPServed():
 			cancel()
+			if pre != nil {
+				pre.Stop()
+			}
 		case <-ictx.Done():
 		}
-	}()
-	type fetched struct {
-		r   *fallback.Result
-		err error
-	}
-	var early chan fetched
-	if !f.o.Cached || f.o.PreferNewest {
-		early = make(chan fetched, 1)
-		go func() {
-			r, err := f.o.Importer.WaitForConfig(ictx)
-			early <- fetched{r, err}
-		}()
-	}
+	}(pre)
 
 	select {
 	case <-ctx.Done():
@@ -219,10 +223,9 @@ func (f *FallbackImport) Run(ctx context.Context) {
 	for n := 1; ; n++ {
 		var r *fallback.Result
 		var err error
-		if early != nil {
-			got := <-early
-			early = nil
-			r, err = got.r, got.err
+		if pre != nil {
+			r, err = pre.Result(ictx)
+			pre = nil
 		} else {
 			r, err = f.o.Importer.WaitForConfig(ictx)
 		}
@@ -286,6 +289,41 @@ func (f *FallbackImport) Run(ctx context.Context) {
 		return
 	}
 }
+
+// Prefetch is an import running ahead of the decision to use it: a node
+// that may need the storage reads it while the rest of the start (and the
+// first CP attempt) runs, and applies the result only if the CP could not be
+// reached.
+type Prefetch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	r      *fallback.Result
+	err    error
+}
+
+// StartPrefetch starts imp.WaitForConfig in the background.
+func StartPrefetch(ctx context.Context, imp FallbackImporter) *Prefetch {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Prefetch{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.r, p.err = imp.WaitForConfig(ctx)
+	}()
+	return p
+}
+
+// Result waits for the prefetched result (or ctx's end).
+func (p *Prefetch) Result(ctx context.Context) (*fallback.Result, error) {
+	select {
+	case <-p.done:
+		return p.r, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Stop cancels the prefetch if it is still running.
+func (p *Prefetch) Stop() { p.cancel() }
 
 func (f *FallbackImport) cpServed() bool {
 	select {
