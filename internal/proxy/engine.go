@@ -46,7 +46,10 @@ const (
 	serverReadTimeout    = 60 * time.Second
 	serverIdleTimeout    = 60 * time.Second
 	serverReadBufferSize = 16 << 10 // also the largest request header block accepted
-	maxRequestBodySize   = 64 << 20
+	// A 4 KiB body plus Kong's headers must leave in one write(2): fasthttp's
+	// default 4 KiB write buffer split such responses into two syscalls.
+	serverWriteBufferSize = 16 << 10
+	maxRequestBodySize    = 64 << 20
 	// clientPruneIdle: HostClients unused for this long are dropped on Apply.
 	clientPruneIdle = 10 * time.Minute
 )
@@ -128,6 +131,7 @@ func New(opts Options) *Engine {
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		ReadBufferSize:               serverReadBufferSize,
+		WriteBufferSize:              serverWriteBufferSize,
 		MaxRequestBodySize:           maxRequestBodySize,
 		ReadTimeout:                  serverReadTimeout,
 		IdleTimeout:                  serverIdleTimeout,
