@@ -259,6 +259,10 @@ func TestExporterRetain(t *testing.T) {
 		waitFor(t, 10*time.Second, tag+" exported", func() bool { return len(events.ok("a")) == i+1 })
 		want = append(want, hashOfConfig(c))
 	}
+	// Pruning runs after the export event; await it before stopping the node.
+	waitFor(t, 10*time.Second, "history pruned to 2", func() bool {
+		return len(listHistory(t, s, config.KongVersion)) == 2
+	})
 	n.kill()
 	if got := hashes(listHistory(t, s, config.KongVersion)); !slices.Equal(got, want[2:]) {
 		t.Errorf("history %v, want %v", got, want[2:])
