@@ -582,10 +582,21 @@ func TestKongDataPlanePings(t *testing.T) {
 		err    error
 	}
 	results := make(chan result, 4)
+	// seen reports each hash as the CP delivers it: the CP keeps only the
+	// newest undelivered hash, so the test awaits one before sending the next.
+	seen := make(chan string, 16)
 	cp := startCP(t, nil, nil, func(c *Conn, _ NodeInfo) {
 		var mu sync.Mutex
 		var hs []string
-		err := c.ReadLoop(context.Background(), func(h string) { mu.Lock(); hs = append(hs, h); mu.Unlock() })
+		err := c.ReadLoop(context.Background(), func(h string) {
+			mu.Lock()
+			hs = append(hs, h)
+			mu.Unlock()
+			select {
+			case seen <- h:
+			default: // later subtests do not read it
+			}
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		results <- result{hs, err}
@@ -604,6 +615,14 @@ func TestKongDataPlanePings(t *testing.T) {
 		k.frame(t, opPing, []byte(hashA))
 		if op, p := k.readFrame(t); op != opPong {
 			t.Fatalf("got opcode %x %q, want a pong", op, p)
+		}
+		select {
+		case h := <-seen:
+			if h != hashA {
+				t.Fatalf("first delivered hash %q, want %q", h, hashA)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the CP never delivered the first ping's hash")
 		}
 		k.frame(t, opPing, []byte(EmptyHash))
 		if op, _ := k.readFrame(t); op != opPong {
