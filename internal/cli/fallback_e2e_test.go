@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -195,7 +196,7 @@ func (c *fbCluster) dp(t *testing.T, fo fallbackOptions) serveDPOptions {
 // waitExported waits until the exporter DP serves a config with at least
 // one route and its exporter reports that very hash exported; it returns
 // the hash.
-func waitExported(t *testing.T, exp *runningDP, what string) string {
+func waitExported(t *testing.T, c *fbCluster, exp *runningDP, what string) string {
 	t.Helper()
 	var hash string
 	eventually(t, what, func() bool {
@@ -204,10 +205,35 @@ func waitExported(t *testing.T, exp *runningDP, what string) string {
 		if ex == nil || h == config.EmptyHash || kb["config_source"] != dp.SourceCP {
 			return false
 		}
+		// The exporter must hold the CP's current config, not an earlier
+		// one it exported while later changes were still on their way.
+		if h != c.configHash(t) {
+			return false
+		}
 		hash = h
 		return ex["last_hash"] == h && ex["last_result"] == "ok"
 	})
 	return hash
+}
+
+// configHash is the hash of the CP's current configuration, as it pushes it.
+func (c *fbCluster) configHash(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + c.addrs.Admin[0] + "/config")
+	if err != nil {
+		t.Fatalf("GET /config: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /config: %d %v", resp.StatusCode, err)
+	}
+	cfg, err := config.Parse(body, "config.json")
+	if err != nil {
+		t.Fatalf("parse GET /config: %v", err)
+	}
+	h, _ := config.Hash(cfg.WithoutDisabled())
+	return h
 }
 
 // TestFallbackSeedExperiment is the scenario of the seed article (Kong
@@ -238,7 +264,7 @@ func seedExperiment(t *testing.T, b fbBackend) {
 	c.post(t, "/services/httpbin-service/routes", `{"name":"httpbin-route","paths":["/mock"],"strip_path":true}`)
 
 	// 2. The config reaches the bucket.
-	hash := waitExported(t, exp, "the exporter DP to export the config")
+	hash := waitExported(t, c, exp, "the exporter DP to export the config")
 	eventually(t, "the snapshot and Kong's config.json in the storage", func() bool {
 		return b.snapshotOf(t, hash) != "" && b.kongObjectHash(t) == hash
 	})
@@ -327,7 +353,7 @@ func seedExperiment(t *testing.T, b fbBackend) {
 	eventually(t, "the change after the CP's return served by the importer DP", func() bool {
 		return proxyCode(t, imp, "/after/status/201") == 201
 	})
-	hash2 := waitExported(t, exp, "the change after the CP's return exported")
+	hash2 := waitExported(t, c, exp, "the change after the CP's return exported")
 	if hash2 == hash {
 		t.Fatal("the exporter still reports the old hash")
 	}
@@ -346,7 +372,7 @@ func TestFallbackExportSurvivesStorageOutage(t *testing.T) {
 	exp := startDP(t, eo)
 	c.post(t, "/services", fmt.Sprintf(`{"name":"httpbin-service","url":%q}`, up.URL))
 	c.post(t, "/services/httpbin-service/routes", `{"name":"a","paths":["/a"]}`)
-	h1 := waitExported(t, exp, "the first config exported")
+	h1 := waitExported(t, c, exp, "the first config exported")
 
 	if err := b.minio.Stop(); err != nil {
 		t.Fatal(err)
@@ -366,7 +392,7 @@ func TestFallbackExportSurvivesStorageOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No change from here on: the exporter retries by itself.
-	waitExported(t, exp, "the pending config exported after the storage returned")
+	waitExported(t, c, exp, "the pending config exported after the storage returned")
 	eventually(t, "the pending config in the storage", func() bool { return b.snapshotOf(t, h2) != "" && b.kongObjectHash(t) == h2 })
 	kb, _ = fbStatus(t, exp)
 	t.Logf("storage back: exporter %v", block(kb, "exporter"))
@@ -470,7 +496,7 @@ func TestFallbackEncryptedSigned(t *testing.T) {
 	exp := startDP(t, eo)
 	c.post(t, "/services", fmt.Sprintf(`{"name":"httpbin-service","url":%q}`, up.URL))
 	c.post(t, "/services/httpbin-service/routes", `{"name":"httpbin-route","paths":["/mock"]}`)
-	hash := waitExported(t, exp, "the encrypted snapshot exported")
+	hash := waitExported(t, c, exp, "the encrypted snapshot exported")
 	key := b.snapshotOf(t, hash)
 	for _, k := range b.keys(t) {
 		if strings.HasSuffix(k, "config.json") {
