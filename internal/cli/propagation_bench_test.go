@@ -46,8 +46,8 @@ func benchCP(b *testing.B) (serveCPAddrs, cluster.TLSOptions) {
 	b.Helper()
 	tlsOpts := clustertest.SharedCert(b)
 	o := serveCPOptions{
-		AdminListen: "127.0.0.1:0", StatusListen: "off", Database: "sqlite",
-		Prefix:        filepath.Join(b.TempDir(), "cp"),
+		AdminListen: "127.0.0.1:0", StatusListen: "off",
+		storeOptions:  storeOptions{Database: "sqlite", Prefix: filepath.Join(b.TempDir(), "cp")},
 		ClusterListen: "127.0.0.1:0", ClusterCert: tlsOpts.Cert, ClusterCertKey: tlsOpts.Key,
 		Logger: slog.New(slog.DiscardHandler),
 	}

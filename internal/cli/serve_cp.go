@@ -34,17 +34,10 @@ const (
 
 // serveCPOptions are the settings of `kongfb serve cp`.
 type serveCPOptions struct {
-	AdminListen     string
-	StatusListen    string
-	Database        string
-	Prefix          string
-	PGHost          string
-	PGPort          int
-	PGUser          string
-	PGPassword      string
-	PGDatabase      string
-	PGSchema        string
-	PGDSN           string
+	AdminListen  string
+	StatusListen string
+	// storeOptions are the database flags, shared with `kongfb migrations`.
+	storeOptions
 	AdminToken      string
 	NodeID          string
 	ShutdownTimeout time.Duration
@@ -81,14 +74,6 @@ type serveCPAddrs struct {
 var serveCPEnv = [][2]string{
 	{"admin-listen", "KONG_ADMIN_LISTEN"},
 	{"status-listen", "KONG_STATUS_LISTEN"},
-	{"database", "KONG_DATABASE"},
-	{"prefix", "KONG_PREFIX"},
-	{"pg-host", "KONG_PG_HOST"},
-	{"pg-port", "KONG_PG_PORT"},
-	{"pg-user", "KONG_PG_USER"},
-	{"pg-password", "KONG_PG_PASSWORD"},
-	{"pg-database", "KONG_PG_DATABASE"},
-	{"pg-schema", "KONG_PG_SCHEMA"},
 	{"admin-token", "KONG_ADMIN_TOKEN"},
 	{"node-id", "KONG_NODE_ID"},
 	{"cluster-listen", "KONG_CLUSTER_LISTEN"},
@@ -170,7 +155,7 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
   kongfb serve cp --cluster-cert cluster.crt --cluster-cert-key cluster.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := kongEnvDefaults(a, cmd, append(append([][2]string{}, serveCPEnv...), fallbackEnv...)); err != nil {
+			if err := kongEnvDefaults(a, cmd, append(append(append([][2]string{}, serveCPEnv...), storeEnv...), fallbackEnv...)); err != nil {
 				return err
 			}
 			o.ShutdownTimeout = time.Duration(shutdown)
@@ -189,15 +174,7 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 	f := cmd.Flags()
 	f.StringVar(&o.AdminListen, "admin-listen", defaultCPAdminListen, `Admin API listeners, kong.conf syntax ("ip:port [flags], ...") [KONG_ADMIN_LISTEN]`)
 	f.StringVar(&o.StatusListen, "status-listen", defaultCPStatusListen, `status API listeners ("ip:port, ..." or "off") [KONG_STATUS_LISTEN]`)
-	f.StringVar(&o.Database, "database", store.BackendSQLite, "database backend: sqlite or postgres [KONG_DATABASE]")
-	f.StringVar(&o.Prefix, "prefix", store.DefaultPrefix, "data directory (SQLite file, node id) [KONG_PREFIX]")
-	f.StringVar(&o.PGHost, "pg-host", "127.0.0.1", "PostgreSQL host [KONG_PG_HOST]")
-	f.IntVar(&o.PGPort, "pg-port", 5432, "PostgreSQL port [KONG_PG_PORT]")
-	f.StringVar(&o.PGUser, "pg-user", "kong", "PostgreSQL user [KONG_PG_USER]")
-	f.StringVar(&o.PGPassword, "pg-password", "", "PostgreSQL password; prefer the environment variable [KONG_PG_PASSWORD]")
-	f.StringVar(&o.PGDatabase, "pg-database", "kong", "PostgreSQL database [KONG_PG_DATABASE]")
-	f.StringVar(&o.PGSchema, "pg-schema", "", "PostgreSQL schema holding kongfb's tables (default: the server's) [KONG_PG_SCHEMA]")
-	f.StringVar(&o.PGDSN, "pg-dsn", "", "PostgreSQL connection string or URL, instead of the --pg-* fields [KONGFB_PG_DSN]")
+	addStoreFlags(f, &o.storeOptions)
 	f.StringVar(&o.AdminToken, "admin-token", "", "require this token in the Kong-Admin-Token header; prefer the environment variable [KONG_ADMIN_TOKEN]")
 	f.StringVar(&o.NodeID, "node-id", "", "node id reported by GET / (default: generated once, kept in <prefix>/node_id) [KONG_NODE_ID]")
 	f.Var(&shutdown, "shutdown-timeout", "how long SIGTERM waits for in-flight Admin API requests")

@@ -91,8 +91,7 @@ func cpTestOptions(t *testing.T) serveCPOptions {
 	return serveCPOptions{
 		AdminListen:  "127.0.0.1:0",
 		StatusListen: "127.0.0.1:0",
-		Database:     "sqlite",
-		Prefix:       filepath.Join(t.TempDir(), "data"),
+		storeOptions: storeOptions{Database: "sqlite", Prefix: filepath.Join(t.TempDir(), "data")},
 	}
 }
 
