@@ -158,8 +158,12 @@ func (e *Engine) Apply(cfg *config.Config, hash string) error {
 	if err := checkPlugins(cfg); err != nil {
 		return fmt.Errorf("apply config %s: %w", hash, err)
 	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("apply config %s: %w", hash, err)
+	// A config from config.Parse/FromEntities was validated as it was
+	// built; validating it again would double the cost of every apply.
+	if !cfg.Validated() {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("apply config %s: %w", hash, err)
+		}
 	}
 	st, err := e.compile(cfg, hash)
 	if err != nil {

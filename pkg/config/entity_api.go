@@ -99,7 +99,7 @@ func FromEntities(colls map[string][]map[string]any) (*Config, error) {
 	}
 	p := newParser("", nil)
 	p.export = true
-	return p.run(doc)
+	return validated(p.run(doc))
 }
 
 // Validate checks a typed configuration: schema (with defaults applied to a

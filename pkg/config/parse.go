@@ -29,7 +29,16 @@ func Parse(data []byte, filename string) (*Config, error) {
 		return nil, err
 	}
 	p := newParser(filename, pos)
-	return p.run(doc)
+	return validated(p.run(doc))
+}
+
+// validated marks a config that the parser built and validated.
+func validated(c *Config, err error) (*Config, error) {
+	if err != nil || c == nil {
+		return nil, err
+	}
+	c.validated = true
+	return c, nil
 }
 
 // ParseFile reads and parses the file at path.

@@ -219,4 +219,15 @@ type Config struct {
 	// vaults, parameters, credentials, consumer_groups, …) verbatim, so that a
 	// round trip through kongfb loses nothing.
 	Extra map[string][]map[string]any
+
+	// validated is set by Parse and FromEntities, which validate what they
+	// build. Configs are treated as immutable once built, so a consumer that
+	// must only ever see valid configs (the proxy engine) can skip a second
+	// validation, which costs about as much as the parse itself.
+	validated bool
 }
+
+// Validated reports whether c was built by Parse or FromEntities, which
+// validate it completely. A Config assembled in code reports false; call
+// Validate on it.
+func (c *Config) Validated() bool { return c != nil && c.validated }
