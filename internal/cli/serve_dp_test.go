@@ -13,31 +13,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kongfb/kongfb/internal/testutil"
 	"github.com/kongfb/kongfb/pkg/config"
 )
 
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects log lines for assertions.
+type syncBuffer = testutil.SyncBuffer
 
 // upstream answers with the path it received, so tests see strip_path at work.
 func newUpstream(t *testing.T) *httptest.Server {

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -24,27 +23,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/internal/testutil"
 	wire "github.com/kongfb/kongfb/pkg/cluster"
 	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // logBuf collects log lines for assertions.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuf = testutil.SyncBuffer
 
 func newLogger(t testing.TB) (*slog.Logger, *logBuf) {
 	lb := &logBuf{}

@@ -1,7 +1,6 @@
 package cpclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -17,28 +16,15 @@ import (
 	"github.com/kongfb/kongfb/internal/dp"
 	"github.com/kongfb/kongfb/internal/dp/cache"
 	"github.com/kongfb/kongfb/internal/dp/cpclient/cptest"
+	"github.com/kongfb/kongfb/internal/testutil"
 	"github.com/kongfb/kongfb/pkg/cluster"
 	"github.com/kongfb/kongfb/pkg/config"
 )
 
 const nodeID = "6f1d1a7e-3b9c-4d7a-9f7e-2b1c0d9e8a01"
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuf collects log lines for assertions.
+type logBuf = testutil.SyncBuffer
 
 func newLogger(b *logBuf) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
