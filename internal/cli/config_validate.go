@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -197,7 +196,7 @@ func validateConfigFile(path string, stdin io.Reader) configFileValidity {
 		for i, e := range ve.Errors {
 			fr.Errors[i] = configErrorEntry{EntityType: e.EntityType, EntityID: e.EntityID, EntityName: e.EntityName,
 				EntityTags: e.EntityTags, Field: e.Field, Message: e.Message, Line: e.Line, Column: e.Column}
-			fr.lines = append(fr.lines, configErrorLine(name, e))
+			fr.lines = append(fr.lines, e.Describe(name))
 		}
 	default:
 		fr.Message = err.Error()
@@ -205,39 +204,6 @@ func validateConfigFile(path string, stdin io.Reader) configFileValidity {
 		fr.lines = []string{fmt.Sprintf("%s: %v", name, err)}
 	}
 	return fr
-}
-
-// configErrorLine renders one error as
-// `FILE:LINE:COL: service 'billing' (id 1b2…): host: required field missing`,
-// the same shape as the lines of config.ValidationError's message.
-func configErrorLine(file string, e config.EntityError) string {
-	var b strings.Builder
-	b.WriteString(file)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Column > 0 {
-			fmt.Fprintf(&b, ":%d", e.Column)
-		}
-	}
-	b.WriteString(": ")
-	if e.EntityType != "" {
-		b.WriteString(e.EntityType)
-		switch {
-		case e.EntityName != "" && e.EntityID != "":
-			fmt.Fprintf(&b, " '%s' (id %s)", e.EntityName, e.EntityID)
-		case e.EntityName != "":
-			fmt.Fprintf(&b, " '%s'", e.EntityName)
-		case e.EntityID != "":
-			fmt.Fprintf(&b, " %s", e.EntityID)
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" && e.Field != "@entity" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Message)
-	return b.String()
 }
 
 func configPlural(n int, one, many string) string {

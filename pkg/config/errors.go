@@ -48,32 +48,7 @@ func (e *ValidationError) Error() string {
 	}
 	for _, x := range e.Errors {
 		b.WriteString("\n  ")
-		loc := file
-		if x.Line > 0 {
-			loc += ":" + strconv.Itoa(x.Line)
-			if x.Column > 0 {
-				loc += ":" + strconv.Itoa(x.Column)
-			}
-		}
-		b.WriteString(loc)
-		b.WriteString(": ")
-		if x.EntityType != "" {
-			b.WriteString(x.EntityType)
-			switch {
-			case x.EntityName != "" && x.EntityID != "":
-				fmt.Fprintf(&b, " '%s' (id %s)", x.EntityName, x.EntityID)
-			case x.EntityName != "":
-				fmt.Fprintf(&b, " '%s'", x.EntityName)
-			case x.EntityID != "":
-				fmt.Fprintf(&b, " %s", x.EntityID)
-			}
-			b.WriteString(": ")
-		}
-		if x.Field != "" && x.Field != "@entity" {
-			b.WriteString(x.Field)
-			b.WriteString(": ")
-		}
-		b.WriteString(x.Message)
+		b.WriteString(x.Describe(file))
 	}
 	return b.String()
 }
@@ -277,4 +252,37 @@ func compactJSON(v any) string {
 		return fmt.Sprint(v)
 	}
 	return strings.ReplaceAll(string(b), "/", `\/`)
+}
+
+// Describe renders the error as one line naming the file (with line and column
+// when known), the entity and the field:
+// `FILE:LINE:COL: service 'billing' (id 1b2…): host: required field missing`.
+func (x EntityError) Describe(file string) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if x.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(x.Line))
+		if x.Column > 0 {
+			b.WriteString(":" + strconv.Itoa(x.Column))
+		}
+	}
+	b.WriteString(": ")
+	if x.EntityType != "" {
+		b.WriteString(x.EntityType)
+		switch {
+		case x.EntityName != "" && x.EntityID != "":
+			fmt.Fprintf(&b, " '%s' (id %s)", x.EntityName, x.EntityID)
+		case x.EntityName != "":
+			fmt.Fprintf(&b, " '%s'", x.EntityName)
+		case x.EntityID != "":
+			fmt.Fprintf(&b, " %s", x.EntityID)
+		}
+		b.WriteString(": ")
+	}
+	if x.Field != "" && x.Field != "@entity" {
+		b.WriteString(x.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(x.Message)
+	return b.String()
 }
