@@ -227,27 +227,60 @@ func toWorkspace(m map[string]any) *Workspace {
 
 // addTyped appends a validated entity to the typed config.
 func (c *Config) addTyped(coll string, m map[string]any) {
+	c.appendTyped(toTyped(coll, m))
+}
+
+// toTyped converts a validated record of a core collection to its entity
+// type (a pointer), nil for other collections.
+func toTyped(coll string, m map[string]any) any {
 	switch coll {
 	case CollServices:
-		c.Services = append(c.Services, toService(m))
+		return toService(m)
 	case CollRoutes:
-		c.Routes = append(c.Routes, toRoute(m))
+		return toRoute(m)
 	case CollUpstreams:
-		c.Upstreams = append(c.Upstreams, toUpstream(m))
+		return toUpstream(m)
 	case CollTargets:
-		c.Targets = append(c.Targets, toTarget(m))
+		return toTarget(m)
 	case CollConsumers:
-		c.Consumers = append(c.Consumers, toConsumer(m))
+		return toConsumer(m)
 	case CollPlugins:
-		c.Plugins = append(c.Plugins, toPlugin(m))
+		return toPlugin(m)
 	case CollCertificates:
-		c.Certificates = append(c.Certificates, toCertificate(m))
+		return toCertificate(m)
 	case CollSNIs:
-		c.SNIs = append(c.SNIs, toSNI(m))
+		return toSNI(m)
 	case CollCACertificates:
-		c.CACertificates = append(c.CACertificates, toCACertificate(m))
+		return toCACertificate(m)
 	case CollWorkspaces:
-		c.Workspaces = append(c.Workspaces, toWorkspace(m))
+		return toWorkspace(m)
+	}
+	return nil
+}
+
+// appendTyped adds an entity made by toTyped to its collection.
+func (c *Config) appendTyped(v any) {
+	switch t := v.(type) {
+	case *Service:
+		c.Services = append(c.Services, t)
+	case *Route:
+		c.Routes = append(c.Routes, t)
+	case *Upstream:
+		c.Upstreams = append(c.Upstreams, t)
+	case *Target:
+		c.Targets = append(c.Targets, t)
+	case *Consumer:
+		c.Consumers = append(c.Consumers, t)
+	case *Plugin:
+		c.Plugins = append(c.Plugins, t)
+	case *Certificate:
+		c.Certificates = append(c.Certificates, t)
+	case *SNI:
+		c.SNIs = append(c.SNIs, t)
+	case *CACertificate:
+		c.CACertificates = append(c.CACertificates, t)
+	case *Workspace:
+		c.Workspaces = append(c.Workspaces, t)
 	}
 }
 

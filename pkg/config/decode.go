@@ -203,6 +203,64 @@ func decodeJSON(data []byte, filename string) (any, positions, error) {
 	return nil, nil, &SyntaxError{File: filename, Line: l, Column: c, Msg: msg}
 }
 
+// decodeJSONFast decodes a JSON object in one pass of encoding/json,
+// without positions. It reports false for anything decodeJSON would treat
+// differently or reject (not an object, syntax errors, trailing data,
+// nesting beyond maxDecodeDepth), so the caller falls back to decodeJSON,
+// which gives the positioned error. The values are the same as decodeJSON's.
+func decodeJSONFast(data []byte) (any, bool) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil || doc == nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	if !fixNumbers(doc, 1) {
+		return nil, false
+	}
+	return doc, true
+}
+
+// fixNumbers replaces json.Number values with numberValue's in place and
+// checks the nesting depth as decodeJSON does.
+func fixNumbers(v any, depth int) bool {
+	if depth > maxDecodeDepth {
+		return false
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			switch x := e.(type) {
+			case json.Number:
+				t[k] = numberValue(string(x))
+			case map[string]any, []any:
+				if !fixNumbers(x, depth+1) {
+					return false
+				}
+			}
+		}
+	case []any:
+		for i, e := range t {
+			switch x := e.(type) {
+			case json.Number:
+				t[i] = numberValue(string(x))
+			case map[string]any, []any:
+				if !fixNumbers(x, depth+1) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 // valueStart skips whitespace and separators after the decoder's offset to
 // find where the next value really starts.
 func (d *jsonDecoder) valueStart() int64 {

@@ -768,6 +768,23 @@ var schemas = map[string]*entitySchema{
 
 // foreignFields lists, per collection, its foreign-key fields and targets.
 func (s *entitySchema) foreignFields() []*field {
+	if ff, ok := foreignCache[s]; ok {
+		return ff
+	}
+	return s.findForeignFields()
+}
+
+// foreignCache holds every schema's foreign fields: the parser asks for
+// them several times per entity.
+var foreignCache = map[*entitySchema][]*field{}
+
+func init() {
+	for _, s := range schemas {
+		foreignCache[s] = s.findForeignFields()
+	}
+}
+
+func (s *entitySchema) findForeignFields() []*field {
 	var out []*field
 	for _, f := range s.Record.Fields {
 		if f.Type == tForeign {

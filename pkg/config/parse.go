@@ -24,6 +24,17 @@ import (
 // only, ".yml"/".yaml" YAML only, anything else (or "") tries JSON then
 // YAML, like Kong.
 func Parse(data []byte, filename string) (*Config, error) {
+	// Fast path for JSON objects (every CP push and every fallback snapshot
+	// is one): decode without recording source positions, which costs more
+	// than all the validation. Positions only serve error messages, so an
+	// input that fails is decoded again, with them, below.
+	if formatFor(filename) != formatYAML {
+		if doc, ok := decodeJSONFast(data); ok {
+			if cfg, err := validated(newParser(filename, nil).run(doc)); err == nil {
+				return cfg, nil
+			}
+		}
+	}
 	doc, pos, err := decodeDocument(data, filename)
 	if err != nil {
 		return nil, err
@@ -168,6 +179,15 @@ type rawEnt struct {
 	failed   bool            // has errors (phase 1 or 2)
 	skipRefs map[string]bool // inline records that already failed validation
 	ord      int             // document order (index in parser.ents)
+
+	// For a Reparser: memoable entities depend on nothing but their own
+	// JSON (top level, explicit id, no nested children, no inline
+	// references); reused ones came from its memo; outSnap is the
+	// validated record before build wrote into out.
+	memoable, reused bool
+	outSnap          map[string]any
+	memo             *memoEnt // where a reused entity came from
+	typed            any      // what build made of it (Reparser only)
 }
 
 // orderedErr is an error with the document order of its entity, so the
@@ -198,6 +218,11 @@ type parser struct {
 	byID     map[string]map[string]*rawEnt
 	byKey    map[string]map[string]map[string]*rawEnt // ws -> coll -> key
 	fversion string
+
+	// Reparser: remembered entities by top-level list and index, and
+	// whether to snapshot validated records for the next memo.
+	hits    map[string][]*memoEnt
+	keepOut bool
 }
 
 func newParser(file string, pos positions) *parser {
@@ -520,7 +545,16 @@ func (p *parser) walkList(coll string, v any, parent *rawEnt, parentFK, docPath 
 		p.docError(kpath, docPath, coll, "expected an array")
 		return
 	}
+	var hits []*memoEnt
+	if parent == nil {
+		hits = p.hits[coll]
+	}
 	for i, e := range list {
+		if i < len(hits) && hits[i] != nil {
+			// No positions: a Reparser reports no errors of its own.
+			p.reuse(coll, hits[i], i)
+			continue
+		}
 		ePath := joinPath(docPath, strconv.Itoa(i))
 		eK := appendPath(kpath, segIdx(i))
 		m, ok := e.(map[string]any)
@@ -605,6 +639,10 @@ func (p *parser) collect(coll string, m map[string]any, parent *rawEnt, parentFK
 		}
 		e.data[k] = v
 	}
+	if p.keepOut && parent == nil && len(children) == 0 {
+		_, hasID := e.data["id"].(string)
+		e.memoable = hasID
+	}
 	// The id is known before the children are walked: they may need it
 	// (cache keys of nested entities use the parent's id).
 	p.assignID(e)
@@ -625,6 +663,9 @@ const placeholderID = "00000000-0000-0000-0000-000000000000"
 
 // validate runs the schema over one entity (phase 1).
 func (p *parser) validate(e *rawEnt) {
+	if e.reused {
+		return
+	}
 	if e.sch == nil {
 		if e.cred != nil {
 			e.out = e.data
@@ -650,6 +691,7 @@ func (p *parser) validate(e *rawEnt) {
 				work[f.Name] = map[string]any{"id": placeholderID}
 			case map[string]any:
 				if isInlineRecord(t) {
+					e.memoable = false
 					p.inline(e, f, t)
 				}
 				work[f.Name] = map[string]any{"id": placeholderID}
@@ -676,6 +718,7 @@ func (p *parser) validate(e *rawEnt) {
 			p.errs1 = append(p.errs1, e.entityError(p, fe.Field, fe.Msg))
 		}
 	}
+	p.snapshotOut(e)
 }
 
 // isInlineRecord: a foreign value given as a whole record rather than
@@ -976,9 +1019,22 @@ func (p *parser) build() *Config {
 			if e.coll != coll || e.sch == nil || e.inline || e.out == nil {
 				continue
 			}
+			fks := e.sch.foreignFields()
+			if e.reused && e.memo.typed != nil && sameRefs(e.memo.refIDs, fks, e.resolved) {
+				// Same JSON, same resolved references: the same entity.
+				c.appendTyped(e.memo.typed)
+				continue
+			}
 			m := e.out
+			if e.reused {
+				// The memo's record is shared: build into a copy.
+				m = make(map[string]any, len(e.out)+len(fks)+2)
+				for k, v := range e.out {
+					m[k] = v
+				}
+			}
 			m["id"] = e.id
-			for _, f := range e.sch.foreignFields() {
+			for _, f := range fks {
 				if id, ok := e.resolved[f.Name]; ok {
 					m[f.Name] = map[string]any{"id": id}
 				} else {
@@ -988,7 +1044,11 @@ func (p *parser) build() *Config {
 			if e.ws != "" {
 				m["ws_id"] = e.ws
 			}
-			c.addTyped(coll, m)
+			typed := toTyped(coll, m)
+			c.appendTyped(typed)
+			if p.keepOut {
+				e.typed = typed
+			}
 		}
 	}
 	// Credentials: flat rows, consumer as a bare id like Kong's export.

@@ -45,3 +45,29 @@ func BenchmarkValidateTyped1000Services(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseExport parses Kong's flattened export (what a DP receives
+// in every reconfigure and what a fallback snapshot holds): the DP's cost
+// per push.
+func BenchmarkParseExport(b *testing.B) {
+	for _, n := range []int{30, 1000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			cfg, err := Parse(benchDoc(n), "kong.yaml")
+			if err != nil {
+				b.Fatal(err)
+			}
+			doc, err := cfg.MarshalJSON()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := Parse(doc, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -95,6 +95,10 @@ type Client struct {
 	// retries the write. Only the applier goroutine touches it.
 	cachedHash string
 
+	// parser reuses the validated entities of the previous push: a push
+	// usually changes a few entities of many.
+	parser config.Reparser
+
 	// onFrame, when set (tests), is called after a frame is put in the
 	// mailbox, with the number of frames received on this connection.
 	onFrame func(n int)
@@ -325,7 +329,7 @@ func (c *Client) session(ctx context.Context, first bool) error {
 }
 
 // handle decodes, validates and applies one reconfigure frame.
-func (c *Client) handle(conn *cluster.Conn, data []byte) {
+func (c *Client) handle(conn *cluster.DPConn, data []byte) {
 	m, err := cluster.DecodeReconfigure(data, conn.MaxPayload(), c.o.MaxDecompressed)
 	if errors.Is(err, cluster.ErrNotReconfigure) {
 		c.log.Debug("[clustering] ignoring a frame from the control plane", "error", err)
@@ -344,7 +348,7 @@ func (c *Client) handle(conn *cluster.Conn, data []byte) {
 		return
 	}
 	start := time.Now()
-	cfg, err := config.Parse(m.ConfigTable, "")
+	cfg, err := c.parser.Parse(m.ConfigTable, "")
 	if err != nil {
 		nameInput(err, "control plane "+c.o.Address)
 		c.reject(hash, err)
