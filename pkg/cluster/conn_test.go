@@ -90,7 +90,7 @@ func testBasicInfo() BasicInfo {
 		map[string]string{"region": "eu"})
 }
 
-func dialDP(t *testing.T, addr string, tlsConf *tls.Config, opts *DialOptions) (*Conn, error) {
+func dialDP(t *testing.T, addr string, tlsConf *tls.Config, opts *DialOptions) (*DPConn, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -144,7 +144,7 @@ func TestSharedModeSync(t *testing.T) {
 		t.Fatal(a.err)
 	}
 	n := a.node
-	if n.ID != dp.Node().ID || n.Hostname != "dp-1.test" || n.Version != testKongVersion || n.IP != "127.0.0.1" || !n.PingFrames {
+	if n.ID != dp.Node().ID || n.Hostname != "dp-1.test" || n.Version != testKongVersion || n.IP != "127.0.0.1" {
 		t.Errorf("node %+v", n)
 	}
 	if len(n.BasicInfo.Plugins) != 2 || n.BasicInfo.Plugins[0].Name != "acl" || n.BasicInfo.Labels["region"] != "eu" {
@@ -502,8 +502,9 @@ func binary(s string) func(context.Context, *websocket.Conn) error {
 }
 
 // rawKongDP speaks to the CP like Kong's DP (lua-resty-websocket): a plain
-// upgrade without kongfb's header and WebSocket pings carrying the 32-byte
-// hash, which coder/websocket cannot send. Test-only framing.
+// upgrade and WebSocket pings carrying the 32-byte hash, written byte by byte
+// so that the test does not depend on a Go WebSocket library. Test-only
+// framing.
 type rawKongDP struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -604,12 +605,9 @@ func TestKongDataPlanePings(t *testing.T) {
 
 	t.Run("hash in the ping payload", func(t *testing.T) {
 		k := dialRawKongDP(t, cp.addr)
-		if k.resp.Header.Get(PingFramesHeader) != "" {
-			t.Error("CP confirmed ping frames to a Kong DP")
-		}
 		k.frame(t, opBinary, []byte(`{"type":"basic_info","plugins":{}}`))
 		a := cp.next(t)
-		if a.err != nil || a.node.PingFrames || a.node.Hostname != "kong-dp" {
+		if a.err != nil || a.node.Hostname != "kong-dp" {
 			t.Fatalf("accept %+v", a)
 		}
 		k.frame(t, opPing, []byte(hashA))
@@ -720,23 +718,6 @@ func TestCloseReasonReachesDP(t *testing.T) {
 		t.Fatal("no error")
 	}
 	mustContain(t, err.Error(), "control plane closed the connection: data plane version 3.9.1 is incompatible with older control plane version 3.8.0")
-}
-
-func TestDialRequiresKongfbCP(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		_, _, _ = c.Read(context.Background())
-	}))
-	defer srv.Close()
-	_, err := dialDP(t, "ws://"+srv.Listener.Addr().String(), nil, nil)
-	if err == nil {
-		t.Fatal("dialled a CP without ping frames")
-	}
-	mustContain(t, err.Error(), "the control plane does not support kongfb ping frames")
 }
 
 // TestOversizedFrame: a frame above cluster_max_payload is refused by the DP
@@ -874,30 +855,6 @@ func TestReadLoopShutdown(t *testing.T) {
 		t.Fatalf("ReadLoop: %v", err)
 	}
 	if _, err := dp.ReadFrame(context.Background()); !errors.Is(err, io.EOF) {
-		t.Fatalf("DP read: %v", err)
-	}
-}
-
-// TestBadPingFrame: a kongfb DP whose ping frame carries a bad hash is
-// dropped with Kong's message, which the DP receives as the close reason.
-func TestBadPingFrame(t *testing.T) {
-	done := make(chan error, 1)
-	cp := startCP(t, nil, nil, func(c *Conn, _ NodeInfo) { done <- c.ReadLoop(context.Background(), nil) })
-	dp, err := dialDP(t, cp.wsAddr(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.ws.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping","config_hash":"nope"}`)); err != nil {
-		t.Fatal(err)
-	}
-	const want = "received a ping frame from the data plane with an invalid hash: 'nope'"
-	err = <-done
-	var pe *ProtocolError
-	if !errors.As(err, &pe) || err.Error() != want {
-		t.Fatalf("ReadLoop: %v", err)
-	}
-	_, err = dp.ReadFrame(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "control plane closed the connection: "+want) {
 		t.Fatalf("DP read: %v", err)
 	}
 }

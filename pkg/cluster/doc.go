@@ -11,20 +11,17 @@
 //   - the CP sends `reconfigure` binary frames: gzip(JSON{type, timestamp,
 //     config_table, config_hash, hashes}), at most cluster_max_payload
 //     (16 MiB by default) compressed;
-//   - the DP pings every 30 s and right after applying a config, reporting its
-//     config hash; either side drops the link after 45 s of silence.
+//   - the DP pings every 30 s and right after applying a config; each
+//     WebSocket ping's payload is its config hash (32 hex characters, 32
+//     zeros before its first config); either side drops the link after 45 s
+//     of silence.
 //
-// One deviation, forced by github.com/coder/websocket: a Go client cannot
-// choose the payload of a WebSocket ping (Conn.Ping sends a counter), so a
-// kongfb DP cannot put its hash in the ping frame as Kong's DP does. A kongfb
-// DP therefore asks for "ping frames" in the handshake (header
-// Kongfb-Ping-Frames) and, next to every control ping, sends a small text
-// frame {"type":"ping","config_hash":"<32 hex>"}. A kongfb CP reads hashes from
-// both: from the payload of control pings of a Kong DP (exactly as Kong does)
-// and from ping frames of a kongfb DP. The semantics are Kong's: the hash is
-// reported on every ping and right after an apply. A kongfb DP refuses to talk
-// to a CP that does not confirm the extension (a Kong CP), because such a CP
-// would drop it for its first ping.
+// kongfb speaks this protocol without extensions, so each side interoperates
+// with Kong's other side. The DP side (Dial, DPConn) uses
+// github.com/gorilla/websocket because it lets a client choose a ping's
+// payload, which carries the hash; the CP side (Accept, Conn) uses
+// github.com/coder/websocket, which hands every received ping's payload to a
+// callback. A CP accepts no data frame from a DP after basic_info, as Kong's.
 //
 // The CP push loop and the DP sync client build on this package; they live in
 // internal/.

@@ -44,8 +44,6 @@ const (
 	// Message types.
 	TypeBasicInfo   = "basic_info"
 	TypeReconfigure = "reconfigure"
-	// TypePing is kongfb's ping frame (see the package documentation).
-	TypePing = "ping"
 )
 
 // HashGroups are the keys of a reconfigure message's `hashes` object.
@@ -458,37 +456,6 @@ func parseReconfigureJSON(plain []byte) (*Reconfigure, error) {
 		}
 	}
 	return m, nil
-}
-
-// PingFrame is kongfb's data-frame ping (DP to CP), sent next to every
-// WebSocket ping because the library cannot put the hash in the ping itself.
-type PingFrame struct {
-	Type       string `json:"type"`
-	ConfigHash string `json:"config_hash"`
-}
-
-// EncodePingFrame builds a ping frame; "" stands for EmptyHash.
-func EncodePingFrame(hash string) ([]byte, error) {
-	if hash == "" {
-		hash = EmptyHash
-	}
-	if err := ValidateHash("config hash", hash); err != nil {
-		return nil, fmt.Errorf("encode ping frame: %w", err)
-	}
-	return json.Marshal(PingFrame{Type: TypePing, ConfigHash: hash})
-}
-
-// DecodePingFrame parses a ping frame and returns the hash it carries. Its
-// invalid-hash error is Kong's CP text for a bad ping.
-func DecodePingFrame(data []byte) (string, error) {
-	var p PingFrame
-	if err := json.Unmarshal(data, &p); err != nil || p.Type != TypePing {
-		return "", protocolErrorf("invalid websocket frame received from data plane: %s", quoteShort(string(data)))
-	}
-	if !IsValidHash(p.ConfigHash) {
-		return "", invalidPingHash([]byte(p.ConfigHash))
-	}
-	return p.ConfigHash, nil
 }
 
 // ProtocolError is a frame the peer must not send; the connection is closed

@@ -307,28 +307,6 @@ func TestNewBasicInfoSortsLikeKong(t *testing.T) {
 	}
 }
 
-func TestPingFrame(t *testing.T) {
-	data, err := EncodePingFrame("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(data) != `{"type":"ping","config_hash":"`+EmptyHash+`"}` {
-		t.Errorf("ping frame = %s", data)
-	}
-	if h, err := DecodePingFrame(data); err != nil || h != EmptyHash {
-		t.Errorf("decode = %q, %v", h, err)
-	}
-	if _, err := EncodePingFrame("nothex"); err == nil {
-		t.Error("EncodePingFrame accepted an invalid hash")
-	}
-	_, err = DecodePingFrame([]byte(`{"type":"ping","config_hash":"short"}`))
-	if err == nil || err.Error() != "received a ping frame from the data plane with an invalid hash: 'short'" {
-		t.Errorf("bad hash error = %v", err)
-	}
-	_, err = DecodePingFrame([]byte(`{"type":"basic_info"}`))
-	mustContain(t, err.Error(), "invalid websocket frame received from data plane")
-}
-
 func TestValidateMaxPayload(t *testing.T) {
 	if err := ValidateMaxPayload(DefaultMaxPayload); err != nil {
 		t.Error(err)

@@ -120,7 +120,7 @@ func sharedTLS(t testing.TB) wire.TLSOptions {
 // reconfigure, parses the configuration like a DP and reports its hash.
 type testDP struct {
 	t       testing.TB
-	conn    *wire.Conn
+	conn    *wire.DPConn
 	id      string
 	configs chan *received
 	hash    atomic.Value // string

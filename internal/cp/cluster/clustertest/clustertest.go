@@ -44,7 +44,7 @@ type Options struct {
 
 // LightDP is one lightweight data plane connected to a CP.
 type LightDP struct {
-	conn     *wire.Conn
+	conn     *wire.DPConn
 	engine   *proxy.Engine
 	opts     Options
 	routes   atomic.Pointer[map[string]bool]
