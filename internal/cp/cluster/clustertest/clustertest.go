@@ -46,6 +46,7 @@ type Options struct {
 type LightDP struct {
 	conn     *wire.DPConn
 	engine   *proxy.Engine
+	parser   config.Reparser // as a real DP parses pushes
 	opts     Options
 	routes   atomic.Pointer[map[string]bool]
 	hash     atomic.Value // string
@@ -159,7 +160,7 @@ func (d *LightDP) apply(data []byte) error {
 	if d.opts.RecvOnly {
 		scanNames(m.ConfigTable, names)
 	} else {
-		cfg, err := config.Parse(m.ConfigTable, "config_table")
+		cfg, err := d.parser.Parse(m.ConfigTable, "config_table")
 		if err != nil {
 			return fmt.Errorf("light DP: parse: %w", err)
 		}
