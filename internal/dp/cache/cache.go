@@ -361,26 +361,69 @@ func (c *Cache) Write(doc []byte, m Meta) error {
 	})
 }
 
+// writeHook, when set (by tests only), is called at each step of
+// writeAtomic with the step's name, so that a test can SIGKILL a writing
+// process at a chosen point of the write and not only at random ones.
+var writeHook func(step string)
+
+// Steps of writeAtomic reported to writeHook.
+const (
+	stepBegin   = "begin"   // nothing on disk changed yet
+	stepCreated = "created" // the temporary file exists, empty
+	stepPartial = "partial" // the temporary file holds part of the new cache
+	stepWritten = "written" // the temporary file is complete, not fsynced
+	stepSynced  = "synced"  // the temporary file is fsynced and closed, not renamed
+	stepRenamed = "renamed" // the new cache is in place, its directory not fsynced
+)
+
+func step(name string) {
+	if writeHook != nil {
+		writeHook(name)
+	}
+}
+
+// partialWriter reports stepPartial once its first chunk is in the file.
+type partialWriter struct {
+	w    io.Writer
+	done bool
+}
+
+func (p *partialWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if !p.done && err == nil {
+		p.done = true
+		step(stepPartial)
+	}
+	return n, err
+}
+
 // writeAtomic writes a temporary file with fill, fsyncs it, renames it over
 // the cache file and fsyncs the directory, so that the rename itself survives
 // a power loss.
 func (c *Cache) writeAtomic(fill func(io.Writer) error) error {
+	step(stepBegin)
 	tmp, err := os.CreateTemp(c.dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("write config cache %s: %w", c.path, err)
 	}
+	step(stepCreated)
 	fail := func(what string, err error) error {
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("write config cache %s: %s: %w", c.path, what, err)
 	}
-	bw := bufio.NewWriterSize(tmp, 256<<10)
+	var w io.Writer = tmp
+	if writeHook != nil {
+		w = &partialWriter{w: tmp}
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
 	if err := fill(bw); err != nil {
 		return fail("write", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return fail("write", err)
 	}
+	step(stepWritten)
 	if err := tmp.Sync(); err != nil {
 		return fail("fsync", err)
 	}
@@ -388,10 +431,12 @@ func (c *Cache) writeAtomic(fill func(io.Writer) error) error {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("write config cache %s: close: %w", c.path, err)
 	}
+	step(stepSynced)
 	if err := os.Rename(tmp.Name(), c.path); err != nil {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("write config cache %s: rename: %w", c.path, err)
 	}
+	step(stepRenamed)
 	if err := syncDir(c.dir); err != nil {
 		// The file is in place; only its durability across a power loss
 		// is in doubt, so report without failing the write.
