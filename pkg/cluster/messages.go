@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,10 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/kongfb/kongfb/pkg/jsonscan"
 )
 
 // Protocol constants (Kong 3.9: kong/constants.lua, kong_defaults.lua).
@@ -395,7 +398,15 @@ func parseReconfigureJSON(plain []byte) (*Reconfigure, error) {
 		ConfigHash  json.RawMessage `json:"config_hash"`
 		Hashes      json.RawMessage `json:"hashes"`
 	}
-	if err := json.Unmarshal(plain, &raw); err != nil {
+	// One pass that only delimits the members: config_table is most of the
+	// frame, and the DP's config parser reads and validates all of it
+	// anyway (an invalid table is refused there, and the running config
+	// stays). The small members are decoded and checked below. Only a
+	// malformed envelope takes encoding/json's path, for its message.
+	if ms, ok := jsonscan.Object(plain); ok {
+		raw.Type, raw.Timestamp, raw.ConfigTable = ms.Get("type"), ms.Get("timestamp"), ms.Get("config_table")
+		raw.ConfigHash, raw.Hashes = ms.Get("config_hash"), ms.Get("hashes")
+	} else if err := json.Unmarshal(plain, &raw); err != nil {
 		return nil, fmt.Errorf("reconfigure frame: invalid JSON: %w", err)
 	}
 	var typ string

@@ -88,8 +88,8 @@ func formatFor(filename string) docFormat {
 // YAML follows Kong (kong/db/declarative/init.lua): a .json file is only JSON,
 // a .yml/.yaml file only YAML, anything else (including no name) is tried as
 // JSON first and then as YAML.
-func decodeDocument(data []byte, filename string) (any, positions, error) {
-	switch formatFor(filename) {
+func decodeDocument(data []byte, filename string, format docFormat) (any, positions, error) {
+	switch format {
 	case formatJSON:
 		return decodeJSON(data, filename)
 	case formatYAML:

@@ -24,18 +24,29 @@ import (
 // only, ".yml"/".yaml" YAML only, anything else (or "") tries JSON then
 // YAML, like Kong.
 func Parse(data []byte, filename string) (*Config, error) {
+	return parseAs(data, filename, formatFor(filename))
+}
+
+// ParseJSON is Parse for input that must be JSON whatever its name (a
+// control plane's config_table): YAML is not tried. name is used in
+// messages.
+func ParseJSON(data []byte, name string) (*Config, error) {
+	return parseAs(data, name, formatJSON)
+}
+
+func parseAs(data []byte, filename string, format docFormat) (*Config, error) {
 	// Fast path for JSON objects (every CP push and every fallback snapshot
 	// is one): decode without recording source positions, which costs more
 	// than all the validation. Positions only serve error messages, so an
 	// input that fails is decoded again, with them, below.
-	if formatFor(filename) != formatYAML {
+	if format != formatYAML {
 		if doc, ok := decodeJSONFast(data); ok {
 			if cfg, err := validated(newParser(filename, nil).run(doc)); err == nil {
 				return cfg, nil
 			}
 		}
 	}
-	doc, pos, err := decodeDocument(data, filename)
+	doc, pos, err := decodeDocument(data, filename, format)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+
+	"github.com/kongfb/kongfb/pkg/jsonscan"
 )
 
 // Reparser parses successive versions of one configuration, such as the
@@ -52,12 +54,23 @@ type memoEnt struct {
 // Parse parses data like Parse(data, filename), reusing the entities that
 // are unchanged since the last successful Parse of this Reparser.
 func (r *Reparser) Parse(data []byte, filename string) (*Config, error) {
+	return r.parseAs(data, filename, formatFor(filename))
+}
+
+// ParseJSON is ParseJSON(data, name) reusing unchanged entities.
+func (r *Reparser) ParseJSON(data []byte, name string) (*Config, error) {
+	return r.parseAs(data, name, formatJSON)
+}
+
+func (r *Reparser) parseAs(data []byte, filename string, format docFormat) (*Config, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cfg, ok := r.parse(data, filename); ok {
-		return cfg, nil
+	if format != formatYAML {
+		if cfg, ok := r.parseWith(data, newParser(filename, nil)); ok {
+			return cfg, nil
+		}
 	}
-	cfg, err := Parse(data, filename)
+	cfg, err := parseAs(data, filename, format)
 	if err == nil {
 		// A valid document the memo path could not take (YAML, format
 		// 1.1/2.1): the next one starts afresh.
@@ -66,28 +79,21 @@ func (r *Reparser) Parse(data []byte, filename string) (*Config, error) {
 	return cfg, err
 }
 
-// parse is the memo path; false means "let Parse do it" (not applicable, or
-// invalid: Parse gives the positioned errors).
-func (r *Reparser) parse(data []byte, filename string) (*Config, bool) {
-	if formatFor(filename) == formatYAML {
-		return nil, false
-	}
-	return r.parseWith(data, newParser(filename, nil))
-}
-
-// parseWith is parse with the parser given (tests look at its entities).
+// parseWith is the memo path, with the parser given (tests look at its
+// entities); false means "let Parse do it" (not applicable, or invalid:
+// Parse gives the positioned errors).
 func (r *Reparser) parseWith(data []byte, p *parser) (*Config, bool) {
-	top, ok := splitObject(data)
+	top, ok := jsonscan.Object(data)
 	if !ok {
 		return nil, false
 	}
-	fv := string(top.get("_format_version"))
+	fv := string(top.Get("_format_version"))
 	if fv == `"1.1"` || fv == `"2.1"` {
 		// migrateRoutes rewrites route records in place; keep them
 		// private to one parse.
 		return nil, false
 	}
-	mode := fv + "\x00" + string(top.get("_transform"))
+	mode := fv + "\x00" + string(top.Get("_transform"))
 	memo := r.memo
 	if mode != r.mode {
 		memo = nil
@@ -97,9 +103,9 @@ func (r *Reparser) parseWith(data []byte, p *parser) (*Config, bool) {
 	raws := map[string][][]byte{}
 	hits := map[string][]*memoEnt{}
 	for _, kv := range top {
-		k, raw := kv.key, kv.raw
+		k, raw := kv.Key, kv.Raw
 		if schemas[k] != nil && raw[0] == '[' {
-			elems, ok := splitArray(raw)
+			elems, ok := jsonscan.Array(raw)
 			if !ok {
 				return nil, false
 			}
@@ -241,191 +247,4 @@ func (p *parser) snapshotOut(e *rawEnt) {
 		snap[k] = v
 	}
 	e.outSnap = snap
-}
-
-// ---------------------------------------------------------------- splitting
-
-// member is one key and its value's JSON text in a document.
-type member struct {
-	key string
-	raw []byte
-}
-
-type members []member
-
-// get returns the last value given for key (the one decoders keep).
-func (ms members) get(key string) []byte {
-	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].key == key {
-			return ms[i].raw
-		}
-	}
-	return nil
-}
-
-// splitObject cuts a JSON object into its members without decoding the
-// values. It checks the object's own syntax (braces, colons, commas,
-// keys, nothing after it); a value's text is only delimited here, and is
-// proven valid either by decoding it or by being identical to text that
-// decoded before. false means "not a well-formed object".
-func splitObject(b []byte) (members, bool) {
-	s := scanner{b: b}
-	s.ws()
-	if !s.eat('{') {
-		return nil, false
-	}
-	var out members
-	s.ws()
-	if s.eat('}') {
-		s.ws()
-		return out, s.i == len(b)
-	}
-	for {
-		s.ws()
-		start := s.i
-		if !s.skipString() {
-			return nil, false
-		}
-		var key string
-		if err := json.Unmarshal(b[start:s.i], &key); err != nil {
-			return nil, false
-		}
-		s.ws()
-		if !s.eat(':') {
-			return nil, false
-		}
-		s.ws()
-		vs := s.i
-		if !s.skipValue() {
-			return nil, false
-		}
-		out = append(out, member{key, b[vs:s.i]})
-		s.ws()
-		if s.eat(',') {
-			continue
-		}
-		if !s.eat('}') {
-			return nil, false
-		}
-		s.ws()
-		return out, s.i == len(b)
-	}
-}
-
-// splitArray cuts a JSON array (b is exactly the array) into its
-// elements' texts, checking the array's own syntax as splitObject does.
-func splitArray(b []byte) ([][]byte, bool) {
-	s := scanner{b: b}
-	if !s.eat('[') {
-		return nil, false
-	}
-	var out [][]byte
-	s.ws()
-	if s.eat(']') {
-		return out, s.i == len(b)
-	}
-	for {
-		s.ws()
-		start := s.i
-		if !s.skipValue() {
-			return nil, false
-		}
-		out = append(out, b[start:s.i])
-		s.ws()
-		if s.eat(',') {
-			continue
-		}
-		if !s.eat(']') {
-			return nil, false
-		}
-		return out, s.i == len(b)
-	}
-}
-
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) eat(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// skipString moves past a string starting at s.i.
-func (s *scanner) skipString() bool {
-	if !s.eat('"') {
-		return false
-	}
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case '\\':
-			s.i += 2
-		case '"':
-			s.i++
-			return true
-		default:
-			s.i++
-		}
-	}
-	return false
-}
-
-// skipValue moves past one value starting at s.i: a string, a nested
-// object or array (to its matching close), or a scalar (to the next
-// delimiter). It does not validate what it skips.
-func (s *scanner) skipValue() bool {
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch s.b[s.i] {
-	case '"':
-		return s.skipString()
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if !s.skipString() {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-		return false
-	case ',', '}', ']', ':':
-		return false
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return s.i > start
-		}
-		s.i++
-	}
-	return s.i > start
 }

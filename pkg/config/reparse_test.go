@@ -312,3 +312,23 @@ func FuzzReparse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseJSONNoYAML: a config_table that is not JSON is refused even when
+// it is valid YAML, with the JSON decoder's position.
+func TestParseJSONNoYAML(t *testing.T) {
+	doc := []byte("{\"_format_version\": \"3.0\", services: []}")
+	if _, err := Parse(doc, ""); err != nil {
+		t.Fatalf("Parse (JSON then YAML) should accept YAML flow syntax: %v", err)
+	}
+	var r Reparser
+	for name, parse := range map[string]func() (*Config, error){
+		"ParseJSON":          func() (*Config, error) { return ParseJSON(doc, "") },
+		"Reparser.ParseJSON": func() (*Config, error) { return r.ParseJSON(doc, "") },
+	} {
+		_, err := parse()
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Line != 1 || se.Column == 0 {
+			t.Errorf("%s: got %v, want a JSON syntax error with a position", name, err)
+		}
+	}
+}

@@ -5,16 +5,18 @@
 #   1. BenchmarkPropagation (internal/cli): a real `serve cp` (SQLite, Admin
 #      API, cluster listener) and N data planes in one process; each of
 #      --writes Admin API writes adds a route, timed until every DP serves it.
-#        N=1            one real `serve dp --cp`, polled until the route is 200
-#        N=50           3 real DPs + 47 light DPs (sync + decode + parse + apply)
-#        N=50-recv-only 50 light DPs that only receive and gunzip: the CP's fan-out
+#        N=1             one real `serve dp --cp`, polled until the route is 200
+#        N=50            3 real DPs + 47 light sync clients (receive, gunzip,
+#                        decode; the issue's setup)
+#        N=50-full-apply 3 real DPs + 47 light DPs that also parse and apply
+#                        every push (50 applies share this machine's 2 cores)
 #   2. BenchmarkLargeConfig (internal/cp/cluster): 10,000 routes; CP export
 #      time, frame size, DP decode+parse+apply, write -> applied, DP heap.
 #   3. Separate processes: `kongfb serve cp` + `kongfb serve dp --cp`, a
 #      10,000-route config posted to /config; time until the DP serves the
 #      last route, and the DP's RSS before/after (VmRSS, VmHWM).
 #
-# Usage: scripts/bench/propagation.sh [--writes 30] [--skip-go] [--skip-process]
+# Usage: scripts/bench/propagation.sh [--writes 100] [--skip-go] [--skip-process]
 # Env:   BENCH_WRITES, BENCH_KONGFB_BIN (a prebuilt kongfb for step 3)
 # Everything listens on 127.0.0.1 ports picked at run time; every process
 # started here is stopped on exit. The machine may be shared: run it more
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/bench/lib.sh
 
-WRITES=${BENCH_WRITES:-30}
+WRITES=${BENCH_WRITES:-100}
 SKIP_GO=""
 SKIP_PROC=""
 usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }

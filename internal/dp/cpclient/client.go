@@ -348,7 +348,7 @@ func (c *Client) handle(conn *cluster.DPConn, data []byte) {
 		return
 	}
 	start := time.Now()
-	cfg, err := c.parser.Parse(m.ConfigTable, "")
+	cfg, err := c.parser.ParseJSON(m.ConfigTable, "")
 	if err != nil {
 		nameInput(err, "control plane "+c.o.Address)
 		c.reject(hash, err)

@@ -1,6 +1,8 @@
 package cpclient
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -318,6 +320,23 @@ func TestBadConfigIsRejectedAndOldOneKept(t *testing.T) {
 		msg, _ := r.node.LastError()
 		return strings.Contains(msg, "not gzip-compressed")
 	})
+	// A config_table that is not JSON (here YAML flow syntax, inside a
+	// well-formed envelope) is refused by the parser, never read as YAML.
+	var zbuf bytes.Buffer
+	zw := gzip.NewWriter(&zbuf)
+	_, _ = zw.Write([]byte(`{"type":"reconfigure","config_table":{"_format_version": "3.0", services: []},"config_hash":"` + strings.Repeat("c", 32) + `"}`))
+	_ = zw.Close()
+	if err := r.cp.SetPayload(zbuf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the non-JSON config_table's rejection", func() bool {
+		msg, _ := r.node.LastError()
+		return strings.Contains(msg, strings.Repeat("c", 32)) && strings.Contains(msg, "invalid character")
+	})
+	if h := r.node.State().Hash; h != hash {
+		t.Errorf("running hash after a non-JSON config_table = %s, want the old %s", h, hash)
+	}
+
 	// Still connected and still reporting the old hash.
 	n := r.cp.Pings()
 	awaitCP(t, r.cp, "pings with the old hash", func(s *cptest.Server) bool { return s.Pings() > n+1 && s.Hash(nodeID) == hash })

@@ -160,7 +160,7 @@ func (d *LightDP) apply(data []byte) error {
 	if d.opts.RecvOnly {
 		scanNames(m.ConfigTable, names)
 	} else {
-		cfg, err := d.parser.Parse(m.ConfigTable, "config_table")
+		cfg, err := d.parser.ParseJSON(m.ConfigTable, "config_table")
 		if err != nil {
 			return fmt.Errorf("light DP: parse: %w", err)
 		}
