@@ -455,10 +455,10 @@ func TestAcceptBasicInfoErrors(t *testing.T) {
 		{"text frame", func(ctx context.Context, c *websocket.Conn) error {
 			return c.Write(ctx, websocket.MessageText, []byte(`{"type":"basic_info","plugins":[]}`))
 		}, "failed to receive websocket basic info data: expected a binary frame, got text"},
-		{"bad json", binary(`{"type":`), "failed to decode websocket basic info data: "},
-		{"wrong type", binary(`{"type":"ping","plugins":[]}`), "invalid basic info data type: ping"},
-		{"no type", binary(`{"plugins":[]}`), "invalid basic info data type: unknown"},
-		{"no plugins", binary(`{"type":"basic_info"}`), "missing plugins in basic info data"},
+		{"bad json", sendBinary(`{"type":`), "failed to decode websocket basic info data: "},
+		{"wrong type", sendBinary(`{"type":"ping","plugins":[]}`), "invalid basic info data type: ping"},
+		{"no type", sendBinary(`{"plugins":[]}`), "invalid basic info data type: unknown"},
+		{"no plugins", sendBinary(`{"type":"basic_info"}`), "missing plugins in basic info data"},
 		{"closed", func(ctx context.Context, c *websocket.Conn) error {
 			return c.Close(websocket.StatusNormalClosure, "")
 		}, "failed to receive websocket basic info frame: "},
@@ -495,7 +495,7 @@ func TestAcceptBasicInfoErrors(t *testing.T) {
 	}
 }
 
-func binary(s string) func(context.Context, *websocket.Conn) error {
+func sendBinary(s string) func(context.Context, *websocket.Conn) error {
 	return func(ctx context.Context, c *websocket.Conn) error {
 		return c.Write(ctx, websocket.MessageBinary, []byte(s))
 	}

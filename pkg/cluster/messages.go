@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -373,8 +374,11 @@ func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reco
 		return nil, fmt.Errorf("reconfigure frame: invalid gzip data: %w", err)
 	}
 	// Read one byte past the limit to tell "exactly at the limit" from
-	// "over it" without ever holding more than limit+1 bytes.
-	plain, err := io.ReadAll(io.LimitReader(zr, maxDecompressed+1))
+	// "over it" without ever holding more than limit+1 bytes. gzip's
+	// trailer states the size (mod 2^32): reading into a buffer of that
+	// size spares the growing copies of a large config.
+	hint := int64(binary.LittleEndian.Uint32(data[len(data)-4:]))
+	plain, err := readAll(io.LimitReader(zr, maxDecompressed+1), min(hint, maxDecompressed)+1)
 	if err != nil {
 		return nil, fmt.Errorf("reconfigure frame: corrupt gzip data: %w", err)
 	}
@@ -382,6 +386,24 @@ func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reco
 		return nil, &PayloadTooLargeError{What: "decompressed reconfigure payload", Limit: maxDecompressed, Partial: true}
 	}
 	return parseReconfigureJSON(plain)
+}
+
+// readAll is io.ReadAll starting with a buffer of size bytes.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, max(size, 512))
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+	}
 }
 
 func parseReconfigureJSON(plain []byte) (*Reconfigure, error) {

@@ -46,7 +46,6 @@ package cache
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -67,6 +66,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/kongfb/kongfb/pkg/cluster"
 	"github.com/kongfb/kongfb/pkg/config"
@@ -307,6 +308,11 @@ func KeyID(key []byte) string {
 	return hex.EncodeToString(id)
 }
 
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+	return zw
+}}
+
 // Write stores doc (the export document's JSON, as the CP sent it) as the
 // cache, atomically and durably.
 func (c *Cache) Write(doc []byte, m Meta) error {
@@ -315,11 +321,11 @@ func (c *Cache) Write(doc []byte, m Meta) error {
 	}
 	var zbuf bytes.Buffer
 	// BestSpeed: the cache is rewritten after every change and large
-	// configurations compress well enough at any level.
-	zw, err := gzip.NewWriterLevel(&zbuf, gzip.BestSpeed)
-	if err != nil {
-		return fmt.Errorf("write config cache: %w", err)
-	}
+	// configurations compress well enough at any level. A compressor's
+	// state is large; reusing it keeps every push from allocating one.
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&zbuf)
 	if _, err := zw.Write(doc); err != nil {
 		return fmt.Errorf("write config cache: compress: %w", err)
 	}
