@@ -234,31 +234,35 @@ func fixNumbers(v any, depth int) bool {
 	if depth > maxDecodeDepth {
 		return false
 	}
+	ok := true
 	switch t := v.(type) {
 	case map[string]any:
 		for k, e := range t {
-			switch x := e.(type) {
-			case json.Number:
-				t[k] = numberValue(string(x))
-			case map[string]any, []any:
-				if !fixNumbers(x, depth+1) {
-					return false
-				}
+			t[k], ok = fixValue(e, depth)
+			if !ok {
+				return false
 			}
 		}
 	case []any:
 		for i, e := range t {
-			switch x := e.(type) {
-			case json.Number:
-				t[i] = numberValue(string(x))
-			case map[string]any, []any:
-				if !fixNumbers(x, depth+1) {
-					return false
-				}
+			t[i], ok = fixValue(e, depth)
+			if !ok {
+				return false
 			}
 		}
 	}
 	return true
+}
+
+// fixValue is fixNumbers for one member of a container at depth.
+func fixValue(e any, depth int) (any, bool) {
+	switch x := e.(type) {
+	case json.Number:
+		return numberValue(string(x)), true
+	case map[string]any, []any:
+		return e, fixNumbers(x, depth+1)
+	}
+	return e, true
 }
 
 // valueStart skips whitespace and separators after the decoder's offset to
