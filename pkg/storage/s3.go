@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,26 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
+
+// envCABundle is the AWS SDK's variable naming a PEM file of extra roots.
+const envCABundle = "AWS_CA_BUNDLE"
+
+// placeholderRoot is a self-signed Ed25519 certificate whose private key
+// was thrown away when it was made, valid for one day in January 2000: a
+// root that verifies nothing (see openS3). Made once and kept as text,
+// because making a key and a certificate at run time costs milliseconds
+// (the crypto self-tests run on first use).
+const placeholderRoot = `-----BEGIN CERTIFICATE-----
+MIIBUzCCAQWgAwIBAgIBATAFBgMrZXAwMTEvMC0GA1UEAxMma29uZ2ZiIHBsYWNl
+aG9sZGVyIHJvb3QsIGtleSBkaXNjYXJkZWQwHhcNMDAwMTAxMDAwMDAwWhcNMDAw
+MTAyMDAwMDAwWjAxMS8wLQYDVQQDEyZrb25nZmIgcGxhY2Vob2xkZXIgcm9vdCwg
+a2V5IGRpc2NhcmRlZDAqMAUGAytlcAMhAOrMBDUpUPA3TcKqQ6DvtEbSwig/r9Q3
+aTTRiSuR3cz2o0IwQDAOBgNVHQ8BAf8EBAMCAgQwDwYDVR0TAQH/BAUwAwEB/zAd
+BgNVHQ4EFgQU1iRlSypMKTaFU1M8OVVIyLDVNv0wBQYDK2VwA0EA3eHIo6NLHowQ
+ah1L/S8u8bJZ1uAJcito9sADK9G0bKqLn4K8sDO7bZZEx2yENE1YP8BEcmN3Y15f
+IHNCkntGCQ==
+-----END CERTIFICATE-----
+`
 
 type s3Store struct {
 	loc      Location
@@ -98,6 +119,20 @@ func openS3(ctx context.Context, loc Location, opts Options) (Store, error) {
 	if opts.MaxAttempts > 0 {
 		lo = append(lo, config.WithRetryMaxAttempts(opts.MaxAttempts))
 	}
+	if strings.HasPrefix(endpoint, "http://") && os.Getenv(envCABundle) != "" {
+		// A plain-http endpoint makes no TLS connection, yet the SDK reads
+		// and parses the whole AWS_CA_BUNDLE into the transport's roots
+		// while it loads the configuration: 5-60 ms for a distribution's
+		// bundle, on the critical path of a data plane's cold start from
+		// the storage. A bundle given here takes precedence over the
+		// variable; it holds one expired root whose key is gone, so the
+		// roots trust nothing. Only a 307/308 redirect to an https URL
+		// could reach them, which an S3 endpoint has no reason to send.
+		// (A bundle that is missing or invalid no longer stops the start
+		// either: it would not be used.)
+		lo = append(lo, config.WithCustomCABundle(strings.NewReader(placeholderRoot)))
+	}
+	start := time.Now()
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
 		return nil, fmt.Errorf("storage %s: load AWS configuration: %w", loc, err)
@@ -122,7 +157,7 @@ func openS3(ctx context.Context, loc Location, opts Options) (Store, error) {
 			o.UsePathStyle = true
 		}
 	})
-	s.log.Debug("storage opened", "storage", s.String(), "region", cfg.Region, "extra_put_params", params.Names())
+	s.log.Debug("storage opened", "storage", s.String(), "region", cfg.Region, "extra_put_params", params.Names(), "took", time.Since(start))
 
 	if opts.CreateBucket {
 		if err := s.ensureBucket(ctx, cfg.Region); err != nil {

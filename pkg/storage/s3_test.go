@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -213,5 +214,27 @@ func TestS3Timeouts(t *testing.T) {
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	if _, err := s.Put(ctx, "k", []byte("x"), PutOptions{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("put cancelled by the caller: %v", err)
+	}
+}
+
+// TestS3PlainHTTPSkipsCABundle: the SDK reads AWS_CA_BUNDLE while it loads
+// its configuration, costing a cold start 5-60 ms for a distribution's
+// bundle. A plain-http endpoint never uses it, so it is not read: a bundle
+// that does not exist makes opening an https endpoint fail, not an http one
+// (which still works).
+func TestS3PlainHTTPSkipsCABundle(t *testing.T) {
+	t.Setenv(envCABundle, filepath.Join(t.TempDir(), "no-such-bundle.pem"))
+	_, srv := newFakeS3(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bucket</Name><IsTruncated>false</IsTruncated></ListBucketResult>`)
+	})
+	s := openFake(t, srv, "s3://bucket/p", nil)
+	if _, err := s.List(context.Background(), "", ListOptions{}); err != nil {
+		t.Fatalf("list through the plain-http endpoint: %v", err)
+	}
+	opts := Options{Endpoint: "https://127.0.0.1:1", Region: "eu-west-1", AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "s3cr3t"}
+	if s, err := Open(context.Background(), "s3://bucket/p", opts); err == nil {
+		s.Close()
+		t.Fatalf("https endpoint opened with a missing %s; the bundle was not read", envCABundle)
 	}
 }
