@@ -244,16 +244,15 @@ func (f *FallbackImport) Run(ctx context.Context) {
 			continue
 		}
 		if f.o.Cached && f.o.PreferNewest {
-			created := time.Time{}
-			if r.Manifest != nil {
-				created = r.Manifest.CreatedAt
-			}
-			if created.IsZero() || !created.After(f.o.CacheWrittenAt) {
+			captured, from := capturedAt(r)
+			if captured.IsZero() || !captured.After(f.o.CacheWrittenAt) {
 				f.setState(FallbackCacheNewer)
 				f.log.Info("[fallback config] the newest snapshot is not newer than the cached configuration; keeping the cache",
-					"object", r.Key, "snapshot_created_at", created, "cache_written_at", f.o.CacheWrittenAt)
+					"object", r.Key, "snapshot_time", captured, "snapshot_time_from", from, "cache_written_at", f.o.CacheWrittenAt)
 				return
 			}
+			f.log.Info("[fallback config] the newest snapshot is newer than the cached configuration; importing it",
+				"object", r.Key, "snapshot_time", captured, "snapshot_time_from", from, "cache_written_at", f.o.CacheWrittenAt)
 		}
 		origin := r.Key
 		if f.o.Storage != "" {
@@ -288,6 +287,20 @@ func (f *FallbackImport) Run(ctx context.Context) {
 			"signed", r.Signed, "trusted", r.Trusted, "refused_newer", len(r.Rejected))
 		return
 	}
+}
+
+// capturedAt is when an imported config was captured, for --prefer-newest:
+// the snapshot manifest's created_at, else (Kong's config.json has no
+// manifest of its own) the object's LastModified in the storage. from says
+// which ("" when neither is known).
+func capturedAt(r *fallback.Result) (t time.Time, from string) {
+	if r.Manifest != nil && !r.Manifest.CreatedAt.IsZero() {
+		return r.Manifest.CreatedAt, "manifest_created_at"
+	}
+	if !r.LastModified.IsZero() {
+		return r.LastModified, "storage_last_modified"
+	}
+	return time.Time{}, ""
 }
 
 // Prefetch is an import running ahead of the decision to use it: a node

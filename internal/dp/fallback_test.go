@@ -184,6 +184,39 @@ func TestFallbackImportCacheFirst(t *testing.T) {
 		f := runImport(t, n, FallbackImportOptions{Importer: newScript(r), Cached: true, CacheWrittenAt: written, PreferNewest: true})
 		waitState(t, f, FallbackCacheNewer)
 	})
+	// Kong's config.json has no manifest time: its storage LastModified
+	// decides, both ways.
+	kongObject := func(lastModified time.Time) *fallback.Result {
+		r := result(t, sampleConfig("10.0.0.3"), "3.9.1/config.json", time.Time{})
+		r.Kind, r.LastModified = snapshot.KindKong, lastModified
+		return r
+	}
+	t.Run("prefer-newest, Kong object written after the cache", func(t *testing.T) {
+		n := serveCache()
+		r := kongObject(written.Add(time.Minute))
+		f := runImport(t, n, FallbackImportOptions{Importer: newScript(r), Cached: true, CacheWrittenAt: written, PreferNewest: true})
+		waitState(t, f, FallbackImported)
+		if st := n.State(); st.Source != SourceFallback || st.Hash != r.Hash {
+			t.Errorf("state = %+v", st)
+		}
+	})
+	t.Run("prefer-newest, Kong object written before the cache", func(t *testing.T) {
+		n := serveCache()
+		f := runImport(t, n, FallbackImportOptions{Importer: newScript(kongObject(written.Add(-time.Second))), Cached: true, CacheWrittenAt: written, PreferNewest: true})
+		waitState(t, f, FallbackCacheNewer)
+		if n.State().Source != SourceCache {
+			t.Errorf("an older Kong object replaced the cache: %+v", n.State())
+		}
+	})
+	t.Run("prefer-newest, manifest time wins over LastModified", func(t *testing.T) {
+		// A history snapshot copied (or re-uploaded) after the cache was
+		// written is still the config captured before it.
+		n := serveCache()
+		r := result(t, sampleConfig("10.0.0.2"), "k", written.Add(-time.Minute))
+		r.LastModified = written.Add(time.Hour)
+		f := runImport(t, n, FallbackImportOptions{Importer: newScript(r), Cached: true, CacheWrittenAt: written, PreferNewest: true})
+		waitState(t, f, FallbackCacheNewer)
+	})
 	t.Run("prefer-newest, newer snapshot", func(t *testing.T) {
 		n := serveCache()
 		r := result(t, sampleConfig("10.0.0.2"), "k", written.Add(time.Minute))

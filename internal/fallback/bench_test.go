@@ -102,3 +102,95 @@ func benchConfig(b *testing.B, tag string, services int) *config.Config {
 	}
 	return cfg
 }
+
+// BenchmarkColdImport measures what a new DP with --import does before it
+// can serve: open the S3 store (a new client, as in a new process), list,
+// fetch and verify the newest config. The storage holds what an exporter
+// writes (lease, history snapshot, Kong's config.json with its metadata).
+// "import" excludes the store's opening, "open" is the opening alone.
+//
+//	KONGFB_TEST_MINIO_BIN=… go test ./internal/fallback -run '^$' -bench ColdImport -benchtime 100x
+func BenchmarkColdImport(b *testing.B) {
+	m := storagetest.StartMinIO(b)
+	for _, sz := range []struct {
+		name     string
+		services int
+	}{{"1-service", 1}, {"1000-services", 1000}} {
+		url := m.URL("cold-" + sz.name)
+		seed := m.OpenWith(b, url, m.Options())
+		exportOnce(b, seed, benchConfig(b, "cold", sz.services))
+		open := func(b *testing.B) storage.Store {
+			s, err := storage.Open(context.Background(), url, m.Options())
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}
+		importOnce := func(b *testing.B, s storage.Store) {
+			im, err := NewImporter(ImporterOptions{Store: s})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := im.Import(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(sz.name+"/open", func(b *testing.B) {
+			for b.Loop() {
+				s := open(b)
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+		b.Run(sz.name+"/import", func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				s := open(b)
+				b.StartTimer()
+				importOnce(b, s)
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+		b.Run(sz.name+"/open+import", func(b *testing.B) {
+			for b.Loop() {
+				s := open(b)
+				importOnce(b, s)
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// exportOnce runs an exporter until cfg is exported (history snapshot and
+// Kong's config.json), then stops it.
+func exportOnce(b *testing.B, s storage.Store, cfg *config.Config) {
+	b.Helper()
+	exported := make(chan ExportEvent, 1)
+	el, err := NewElection(ElectionOptions{Store: s, NodeID: "bench", TTL: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x, err := NewExporter(ExporterOptions{Store: s, Election: el, Delay: -1, OnExport: func(ev ExportEvent) { exported <- ev }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { el.Run(ctx); done <- struct{}{} }()
+	go func() { x.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	x.Offer(cfg, "")
+	select {
+	case ev := <-exported:
+		if ev.Err != nil || ev.Kong == "" {
+			b.Fatalf("export: %+v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		b.Fatal("no export within 30s")
+	}
+}

@@ -53,11 +53,16 @@ type Result struct {
 	// Hash is its config_hash (what the node reports once it serves it).
 	Hash string
 	// Key is the object it came from (the snapshot id).
-	Key      string
-	Kind     snapshot.Kind
+	Key  string
+	Kind snapshot.Kind
+	// Manifest is the snapshot's manifest; for Kong's config.json one is
+	// made up from the object (no CreatedAt, NodeID or Term).
 	Manifest *snapshot.Manifest
-	Signed   bool
-	Trusted  bool
+	// LastModified is the storage's time of the object (for Kong's
+	// config.json, the only time it has).
+	LastModified time.Time
+	Signed       bool
+	Trusted      bool
 	// Rejected lists the newer objects refused before this one, newest
 	// first; each error names the object and the reason.
 	Rejected []error
@@ -180,25 +185,39 @@ func (im *Importer) Import(ctx context.Context) (*Result, error) {
 }
 
 func (im *Importer) importOnce(ctx context.Context) (*Result, error) {
+	// Ends the fetches started ahead of their use that were not needed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
 	im.log.Info("[fallback config] fetching config from fallback storage", "storage", im.store.String())
 	var objs []snapshot.ObjectInfo
+	modified := map[string]time.Time{}
 	for obj, err := range storage.ListAll(ctx, im.store, "", storage.ListOptions{}) {
 		if err != nil {
 			return nil, fmt.Errorf("list fallback storage %s: %w", im.store, err)
 		}
 		objs = append(objs, snapshot.ObjectInfo{Key: obj.Key, LastModified: obj.LastModified, Size: obj.Size})
+		modified[obj.Key] = obj.LastModified
 	}
 	cands, err := snapshot.Candidates("", objs, im.verify.VersionPolicy)
 	if err != nil {
 		return nil, err
 	}
-	fetch := func(ctx context.Context, key string) ([]byte, error) {
-		data, _, err := im.store.Get(ctx, key)
-		return data, err
-	}
+	im.log.Debug("[fallback config] storage listed", "objects", len(objs), "candidates", len(cands), "took", time.Since(start))
+	a := &attempt{im: im, ctx: ctx, fetches: map[string]*fetch{}, tried: map[string]tried{}}
 	var rejected []error
 	for i, c := range cands {
-		s, err := im.try(ctx, c, fetch)
+		if c.Kind == snapshot.KindKong {
+			// Kong's config.json carries no checksum or signature. When the
+			// exporter that wrote it says (in its metadata) which config
+			// it holds and the history has that config, import the history
+			// copy instead, without reading config.json: it is verified end
+			// to end and names its writer and term.
+			if h := a.historyCopy(c, cands[i+1:]); h != nil {
+				return im.result(h, modified, rejected, start), nil
+			}
+		}
+		s, err := a.try(c)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -208,40 +227,137 @@ func (im *Importer) importOnce(ctx context.Context) (*Result, error) {
 			continue
 		}
 		if s.Kind == snapshot.KindKong {
-			// Kong's config.json carries no checksum or signature. When the
-			// history holds the same config, import that copy instead: it
-			// is verified end to end and names its writer and term.
-			if h := im.sameInHistory(ctx, s, cands[i+1:], fetch); h != nil {
+			// No usable metadata (e.g. Kong EE wrote the object): look for
+			// the history copy by the hash of what config.json holds.
+			if h := a.sameInHistory(hashOf(s), cands[i+1:]); h != nil {
 				s = h
 			}
 		}
-		return im.result(s, rejected), nil
+		return im.result(s, modified, rejected, start), nil
 	}
 	return nil, &snapshot.NoValidSnapshotError{Errors: rejected}
 }
 
-// try fetches and verifies one candidate.
-func (im *Importer) try(ctx context.Context, c snapshot.Candidate, fetch snapshot.FetchFunc) (*snapshot.Snapshot, error) {
-	s, err := snapshot.NewestValid(ctx, []snapshot.Candidate{c}, fetch, im.verify)
-	if err == nil {
-		return s, nil
+// attempt is the state of one Import: each object is fetched and verified
+// at most once, and a fetch may be started before it is needed.
+type attempt struct {
+	im      *Importer
+	ctx     context.Context
+	mu      sync.Mutex
+	fetches map[string]*fetch
+	tried   map[string]tried
+}
+
+type fetch struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+type tried struct {
+	s   *snapshot.Snapshot
+	err error
+}
+
+// prefetch starts reading key in the background (once).
+func (a *attempt) prefetch(key string) *fetch {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fetches[key]; f != nil {
+		return f
 	}
+	f := &fetch{done: make(chan struct{})}
+	a.fetches[key] = f
+	go func() {
+		defer close(f.done)
+		start := time.Now()
+		f.data, _, f.err = a.im.store.Get(a.ctx, key)
+		a.im.log.Debug("[fallback config] object fetched", "object", key, "size", len(f.data), "took", time.Since(start), "error", f.err)
+	}()
+	return f
+}
+
+// get is the snapshot.FetchFunc of the attempt.
+func (a *attempt) get(ctx context.Context, key string) ([]byte, error) {
+	f := a.prefetch(key)
+	select {
+	case <-f.done:
+		return f.data, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// try fetches and verifies one candidate (once per attempt).
+func (a *attempt) try(c snapshot.Candidate) (*snapshot.Snapshot, error) {
+	if t, ok := a.tried[c.Key]; ok {
+		return t.s, t.err
+	}
+	start := time.Now()
+	s, err := snapshot.NewestValid(a.ctx, []snapshot.Candidate{c}, a.get, a.im.verify)
 	var nv *snapshot.NoValidSnapshotError
 	if errors.As(err, &nv) && len(nv.Errors) == 1 {
-		return nil, nv.Errors[0]
+		err = nv.Errors[0]
 	}
-	return nil, err
+	if a.ctx.Err() == nil {
+		a.tried[c.Key] = tried{s: s, err: err}
+	}
+	a.im.log.Debug("[fallback config] object verified", "object", c.Key, "kind", c.Kind, "took", time.Since(start), "error", err)
+	return s, err
+}
+
+// historyCopy returns the verified history snapshot of the config that
+// Kong's object c holds, as the exporter recorded it in c's metadata
+// (kongfb-config-hash), or nil. The exporter writes the history snapshot
+// first and config.json right after, so the newest history object is read
+// while c's metadata is: one round trip for both.
+//
+// The metadata only chooses which object to verify: what is imported is a
+// history snapshot that passed every check, with the hash the metadata
+// names. A config.json whose metadata names the wrong hash (something other
+// than kongfb's exporter wrote it and kept the metadata) could make the
+// node serve that older, verified snapshot rather than config.json; nothing
+// unverified is ever served.
+func (a *attempt) historyCopy(c snapshot.Candidate, older []snapshot.Candidate) *snapshot.Snapshot {
+	limit := a.im.verify.MaxSize
+	if limit <= 0 {
+		limit = snapshot.DefaultMaxSize
+	}
+	found := false
+	for _, o := range older {
+		if o.Kind == snapshot.KindSnapshot {
+			if o.Size <= limit {
+				a.prefetch(o.Key)
+			}
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	start := time.Now()
+	info, err := a.im.store.Head(a.ctx, c.Key)
+	if err != nil {
+		a.im.log.Debug("[fallback config] cannot read the metadata of Kong's object; reading the object", "object", c.Key, "error", err)
+		return nil
+	}
+	hash := info.Metadata[metaConfigHash]
+	a.im.log.Debug("[fallback config] Kong's object metadata read", "object", c.Key, "config_hash", hash, "took", time.Since(start))
+	if hash == "" {
+		return nil
+	}
+	return a.sameInHistory(hash, older)
 }
 
 // sameInHistory looks among older candidates for a history snapshot of the
-// config that Kong's object s holds.
-func (im *Importer) sameInHistory(ctx context.Context, s *snapshot.Snapshot, older []snapshot.Candidate, fetch snapshot.FetchFunc) *snapshot.Snapshot {
-	hash := hashOf(s)
+// config whose hash is hash.
+func (a *attempt) sameInHistory(hash string, older []snapshot.Candidate) *snapshot.Snapshot {
 	for _, c := range older {
 		if c.Kind != snapshot.KindSnapshot || c.HashPrefix != short(hash, 12) {
 			continue
 		}
-		h, err := im.try(ctx, c, fetch)
+		h, err := a.try(c)
 		if err == nil && h.Manifest.ConfigHash == hash {
 			return h
 		}
@@ -259,11 +375,12 @@ func hashOf(s *snapshot.Snapshot) string {
 	return h
 }
 
-func (im *Importer) result(s *snapshot.Snapshot, rejected []error) *Result {
+func (im *Importer) result(s *snapshot.Snapshot, modified map[string]time.Time, rejected []error, start time.Time) *Result {
 	hash := hashOf(s)
 	r := &Result{Config: s.Config, Hash: hash, Key: s.Name, Kind: s.Kind, Manifest: s.Manifest,
-		Signed: s.Signed, Trusted: s.Trusted, Rejected: rejected}
+		LastModified: modified[s.Name], Signed: s.Signed, Trusted: s.Trusted, Rejected: rejected}
 	im.log.Info("[fallback config] fallback config verified", "object", r.Key, "config_hash", hash,
-		"node_id", s.Manifest.NodeID, "term", s.Manifest.Term, "signed", s.Signed, "trusted", s.Trusted, "refused_newer", len(rejected))
+		"node_id", s.Manifest.NodeID, "term", s.Manifest.Term, "signed", s.Signed, "trusted", s.Trusted, "refused_newer", len(rejected),
+		"took", time.Since(start).Round(100*time.Microsecond))
 	return r
 }

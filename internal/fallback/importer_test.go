@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -361,6 +363,162 @@ func TestExportThenImport(t *testing.T) {
 		}
 		if r.Hash != hashOfConfig(c) || !r.Trusted || r.Manifest.NodeID != "exporter-1" || r.Manifest.Term != 1 || r.Key != events.ok("")[0].Snapshot {
 			t.Errorf("imported %+v", r)
+		}
+	})
+}
+
+// countingStore counts the reads of each object.
+type countingStore struct {
+	storage.Store
+	mu    sync.Mutex
+	gets  map[string]int
+	heads map[string]int
+}
+
+func newCountingStore(s storage.Store) *countingStore {
+	return &countingStore{Store: s, gets: map[string]int{}, heads: map[string]int{}}
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, storage.ObjectInfo, error) {
+	c.mu.Lock()
+	c.gets[key]++
+	c.mu.Unlock()
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) Head(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	c.mu.Lock()
+	c.heads[key]++
+	c.mu.Unlock()
+	return c.Store.Head(ctx, key)
+}
+
+func (c *countingStore) counts() (gets, heads map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.gets), maps.Clone(c.heads)
+}
+
+// listed returns the LastModified the storage lists for key.
+func listed(t *testing.T, s storage.Store, key string) time.Time {
+	t.Helper()
+	for obj, err := range storage.ListAll(context.Background(), s, "", storage.ListOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obj.Key == key {
+			return obj.LastModified
+		}
+	}
+	t.Fatalf("%s is not listed", key)
+	return time.Time{}
+}
+
+// TestImporterReadsOneObjectForTheExportersPair: the exporter writes a
+// history snapshot and Kong's config.json (newer, with the config's hash in
+// its metadata). The importer decides from that metadata and fetches and
+// verifies only the history snapshot: config.json's body is never read.
+// When the history copy does not verify, config.json is read and imported;
+// no object is fetched twice.
+func TestImporterReadsOneObjectForTheExportersPair(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, "pair")
+		events := &eventLog{}
+		n := startNode(t, s, testElectionOptions(s, "exporter-1"), ExporterOptions{OnExport: events.hook("x")}, nil)
+		cfg := genConfig(t, "pair", 2)
+		n.x.Offer(cfg, "")
+		waitFor(t, 10*time.Second, "the export", func() bool { return len(events.ok("")) == 1 })
+		n.kill()
+		ev := events.ok("")[0]
+		kongKey := snapshot.KongObjectKey("", config.KongVersion)
+		if ev.Snapshot == "" || ev.Kong != kongKey {
+			t.Fatalf("export event %+v: want a snapshot and Kong's object", ev)
+		}
+
+		cs := newCountingStore(b.open(t, "pair"))
+		r, err := newImporter(t, cs, snapshot.VerifyOptions{}, nil).Import(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != ev.Snapshot || r.Kind != snapshot.KindSnapshot || r.Hash != hashOfConfig(cfg) || r.Manifest.NodeID != "exporter-1" || len(r.Rejected) != 0 {
+			t.Errorf("imported %s (%v, %s), want the history copy %s", r.Key, r.Kind, r.Hash, ev.Snapshot)
+		}
+		if want := listed(t, s, ev.Snapshot); r.LastModified.IsZero() || !r.LastModified.Equal(want) {
+			t.Errorf("LastModified %v, want the listed %v", r.LastModified, want)
+		}
+		gets, heads := cs.counts()
+		if gets[kongKey] != 0 || gets[ev.Snapshot] != 1 || heads[kongKey] != 1 {
+			t.Errorf("reads: gets %v heads %v; want config.json's metadata only and the snapshot once", gets, heads)
+		}
+
+		// The history copy is damaged: config.json (same config) is read,
+		// verified and imported instead.
+		data, _, err := s.Get(context.Background(), ev.Snapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)-3] ^= 0x01
+		put(t, s, ev.Snapshot, data)
+		cs = newCountingStore(b.open(t, "pair"))
+		r, err = newImporter(t, cs, snapshot.VerifyOptions{}, nil).Import(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != kongKey || r.Kind != snapshot.KindKong || r.Hash != hashOfConfig(cfg) {
+			t.Errorf("imported %s (%v), want Kong's config.json", r.Key, r.Kind)
+		}
+		if want := listed(t, s, kongKey); r.LastModified.IsZero() || !r.LastModified.Equal(want) {
+			t.Errorf("LastModified %v, want the listed %v", r.LastModified, want)
+		}
+		gets, _ = cs.counts()
+		if gets[kongKey] != 1 || gets[ev.Snapshot] != 1 {
+			t.Errorf("gets %v: want each object fetched once", gets)
+		}
+	})
+}
+
+// TestImporterKongObjectMetadataIsNotTrusted: config.json's metadata only
+// chooses which history snapshot to verify. Metadata naming a hash that no
+// history snapshot has leads to config.json itself; metadata naming a
+// forged snapshot (checksums fine, config invalid) leads to config.json too.
+func TestImporterKongObjectMetadataIsNotTrusted(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, "meta")
+		t0 := time.Now().Add(-time.Hour).UTC()
+		old := genConfig(t, "old", 1)
+		oldKey, _ := encodeAt(t, s, old, t0, snapshot.Options{})
+		kongCfg := genConfig(t, "kong", 1)
+		doc, _ := kongCfg.MarshalJSON()
+		kongKey := snapshot.KongObjectKey("", config.KongVersion)
+		putMeta := func(hash string) {
+			t.Helper()
+			if _, err := s.Put(context.Background(), kongKey, doc, storage.PutOptions{Metadata: map[string]string{metaConfigHash: hash}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		im := newImporter(t, s, snapshot.VerifyOptions{}, nil)
+
+		putMeta("0123456789abcdef0123456789abcdef") // in no history key
+		r, err := im.Import(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != kongKey || r.Hash != hashOfConfig(kongCfg) {
+			t.Errorf("imported %s (%s), want config.json", r.Key, r.Hash)
+		}
+
+		// A forged history object under the hash the metadata names:
+		// refused, config.json is imported; the valid older snapshot is
+		// not (config.json is newer).
+		forgedKey, forged := forge(t, []byte(`{"_format_version":"3.0","services":[{"name":"x","host":"h","port":70000}]}`), t0.Add(time.Minute), config.KongVersion)
+		put(t, s, forgedKey, forged)
+		putMeta("0123456789abcdef0123456789abcdef")
+		r, err = im.Import(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Key != kongKey || r.Hash != hashOfConfig(kongCfg) || r.Key == oldKey {
+			t.Errorf("imported %s (%s), want config.json", r.Key, r.Hash)
 		}
 	})
 }
