@@ -382,11 +382,12 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 			case dp.SourceCP:
 				// Only what the CP sent and this node validated and
 				// serves: a cached or imported config may be older than
-				// what the storage holds already. The exporter computes
-				// the hash of the config itself (that is what the
-				// snapshot's manifest records).
+				// what the storage holds already. The node's hash is the
+				// one the CP sent; the exporter checks it against the
+				// config's own hash (what the snapshot's manifest records)
+				// when it encodes the snapshot.
 				if exporter != nil {
-					exporter.exporter.Offer(ev.Config, "")
+					exporter.exporter.Offer(ev.Config, ev.Hash)
 				}
 			case dp.SourceFallback:
 				// Keep the imported config like one from the CP (Kong

@@ -224,9 +224,16 @@ func NewExporter(opts ExporterOptions) (*Exporter, error) {
 }
 
 // Offer hands the exporter a config that passed validation (and that this
-// node applied or would apply). hash is its config_hash; "" computes it. Only
-// the newest offer is kept: a config replaced before it went out is never
-// exported. Offer never blocks.
+// node applied or would apply). hash is its config_hash as config.Hash
+// computes it (the CP's and the node's hash); "" computes it here, in the
+// caller's goroutine. Only the newest offer is kept: a config replaced before
+// it went out is never exported. Offer never blocks.
+//
+// A given hash is trusted only to tell offers apart. The exporter checks it
+// when it encodes the snapshot (which hashes the config anyway): on a
+// mismatch it logs an error and exports under the config's own hash, which
+// the history key, the manifest, config.json's metadata and the status then
+// all carry, so importers and later exports see one consistent hash.
 func (x *Exporter) Offer(cfg *config.Config, hash string) {
 	if cfg == nil {
 		return
@@ -508,6 +515,15 @@ func (x *Exporter) export(ctx context.Context, it *offer, term uint64) error {
 			return fmt.Errorf("encode snapshot of config %s: %w", it.hash, err)
 		}
 		it.enc, it.encTerm = enc, term
+		if h := enc.Manifest.ConfigHash; h != it.hash {
+			x.log.Error("[fallback config] the offered config_hash is not the config's own; exporting under the config's hash",
+				"offered_hash", it.hash, "config_hash", h)
+			x.mu.Lock()
+			it.hash = h
+			needHist = short(h, 12) != x.st.histHash && it.histKey == ""
+			needKong = x.kong && !(x.st.kongKnown && x.st.kongHash == h)
+			x.mu.Unlock()
+		}
 	}
 	ev := ExportEvent{Hash: it.hash, Term: term, Offered: wallClock(it.at)}
 	if needHist {

@@ -339,3 +339,46 @@ func TestNewExporterOptions(t *testing.T) {
 		t.Errorf("delay %v, kong key %q", x.delay, x.kongKey)
 	}
 }
+
+// TestExporterOfferedHashChecked: Offer trusts a given hash only to tell
+// offers apart; the export carries the config's own hash everywhere (event,
+// history key and manifest, config.json's metadata, status), so an importer
+// finds the history copy config.json names. A correct hash changes nothing.
+func TestExporterOfferedHashChecked(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, "hash")
+		events := &eventLog{}
+		n := startNode(t, s, testElectionOptions(s, "node-h"), ExporterOptions{Delay: -1, OnExport: events.hook("h")}, nil)
+		cfg := genConfig(t, "hash", 2)
+		want := hashOfConfig(cfg)
+		wrong := "0123456789abcdef0123456789abcdef"
+		n.x.Offer(cfg, wrong)
+		waitFor(t, 10*time.Second, "the export", func() bool { return len(events.ok("")) == 1 })
+		ev := events.ok("")[0]
+		if ev.Hash != want || !strings.Contains(ev.Snapshot, "-"+want[:12]+"-") {
+			t.Errorf("export event hash %s snapshot %s, want the config's hash %s", ev.Hash, ev.Snapshot, want)
+		}
+		head, err := s.Head(context.Background(), snapshot.KongObjectKey("", config.KongVersion))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.Metadata[metaConfigHash] != want {
+			t.Errorf("config.json metadata hash %q, want %s", head.Metadata[metaConfigHash], want)
+		}
+		if h := listHistory(t, s, config.KongVersion); len(h) != 1 || h[0].manifest.ConfigHash != want {
+			t.Errorf("history %v, want one snapshot of %s", hashes(h), want)
+		}
+		if st := n.x.Status(); st.LastHash != want || st.PendingHash != "" {
+			t.Errorf("status last %s pending %s, want %s exported", st.LastHash, st.PendingHash, want)
+		}
+
+		// The same config offered with its right hash: already exported.
+		n.x.Offer(cfg, want)
+		other := genConfig(t, "hash2", 2)
+		n.x.Offer(other, hashOfConfig(other))
+		waitFor(t, 10*time.Second, "the second export", func() bool { return len(events.ok("")) == 2 })
+		if evs := events.ok(""); evs[1].Hash != hashOfConfig(other) {
+			t.Errorf("second export %s, want %s", evs[1].Hash, hashOfConfig(other))
+		}
+	})
+}
