@@ -818,7 +818,7 @@ func addFallbackFlags(f *pflag.FlagSet, fo *fallbackOptions, dataPlane bool) {
 	f.Var((*kongSeconds)(&fo.ExportDelay), "export-delay", "minimum gap between two exports, seconds or a duration; the first change goes out at once, later ones are coalesced (0: no gap) [KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY]")
 	f.StringVar(&fo.S3Endpoint, "s3-endpoint", "", "S3-compatible server, e.g. http://minio:9000 (default: AWS S3) [AWS_CONFIG_STORAGE_ENDPOINT]")
 	f.StringVar(&fo.ExportS3Config, "export-s3-config", "", `extra S3 PutObject parameters as JSON, e.g. {"ServerSideEncryption":"aws:kms"} [KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG]`)
-	f.Var((*nginxDuration)(&fo.ElectionTTL), "election-ttl", "exporter election lease TTL: a dead leader is replaced after this long")
+	f.Var((*nginxDuration)(&fo.ElectionTTL), "election-ttl", "exporter election TTL, the failover bound: a dead leader is replaced within this long")
 	f.Var((*optDuration)(&fo.RetryMin), "fallback-retry-min", "shortest wait before retrying a failed export or import (default 1s)")
 	f.Var((*optDuration)(&fo.RetryMax), "fallback-retry-max", "longest wait between retries of a failed export (default 1m) or import (default 30s)")
 	f.StringArrayVar(&fo.Recipients, "snapshot-recipient", nil, "exporter: encrypt snapshots to this age recipient (age1...); repeatable")

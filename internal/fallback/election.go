@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -14,8 +15,12 @@ import (
 	"github.com/kongfb/kongfb/pkg/storage"
 )
 
-// DefaultLeaseTTL is the election lease's default time to live.
+// DefaultLeaseTTL is the election's default TTL: the failover bound.
 const DefaultLeaseTTL = 30 * time.Second
+
+// minLeaseTTL keeps the lease duration a whole, positive number of
+// milliseconds (the lease object stores it in ms).
+const minLeaseTTL = 10 * time.Millisecond
 
 // Errors a leader's write check returns.
 var (
@@ -28,6 +33,12 @@ var (
 )
 
 // ElectionOptions configure NewElection.
+//
+// TTL is the promise; the other durations are derived from it. The lease
+// duration D that leaders and followers actually time (and that the lease
+// object carries as ttl_ms) is TTL − PollInterval − RoundTrip, so that a
+// follower that notices the last renewal up to one poll late, and then
+// spends a read and a write on it, still holds the lease within TTL.
 type ElectionOptions struct {
 	// Store is the fallback storage (required).
 	Store storage.Store
@@ -38,17 +49,26 @@ type ElectionOptions struct {
 	// (<version>/election/lease), like Kong's per-version election; "" =
 	// config.KongVersion.
 	Version string
-	// TTL is the lease's time to live: a follower takes the lease over
-	// after it has seen the same lease version for TTL. 0 = DefaultLeaseTTL.
+	// TTL is the failover bound: a follower holds the lease at most TTL
+	// after the leader's last successful renewal (so at most TTL after the
+	// leader died), as long as a storage round trip fits in RoundTrip/2 and
+	// every node runs with the same options. Minimum 10ms; 0 =
+	// DefaultLeaseTTL.
 	TTL time.Duration
-	// RenewInterval is how often the leader renews; 0 = TTL/3.
-	RenewInterval time.Duration
-	// PollInterval is how often a follower reads the lease; 0 = TTL/3.
+	// PollInterval is how often a follower reads the lease to see renewals
+	// (it does not decide when the follower takes over: a timer does);
+	// 0 = TTL/10. Reads start at most this far apart (jittered down by up
+	// to 10 %).
 	PollInterval time.Duration
-	// Margin is how long before TTL (counted from the start of its last
+	// RoundTrip is the part of TTL set aside for the follower's last read
+	// and its takeover write; 0 = TTL/20.
+	RoundTrip time.Duration
+	// RenewInterval is how often the leader renews; 0 = D/3.
+	RenewInterval time.Duration
+	// Margin is how long before D (counted from the start of its last
 	// successful renewal, on its own monotonic clock) the leader stops
 	// writing. It absorbs clock-rate differences and bounds how long a
-	// write may still be in flight; 0 = TTL/5.
+	// write may still be in flight; 0 = D/5.
 	Margin time.Duration
 	// Logger receives election events; nil discards them.
 	Logger *slog.Logger
@@ -61,19 +81,29 @@ type ElectionOptions struct {
 // exporters. Run it in its own goroutine; the exporter asks it Leader()
 // before it writes and Confirm() right before each write.
 //
-// Safety (see docs/FALLBACK.md): a leader's deadline is the start of its
-// last successful renewal + TTL − Margin, measured on its own clock. A
-// follower takes over only after it has seen that renewal's ETag unchanged
-// for TTL, measured from after the read that returned it. The write landed
-// before that read and after the renewal started, so the takeover comes at
-// least Margin after the old leader stopped writing; and a takeover is an
-// If-Match write that bumps the term, so two nodes can never hold one term.
+// Safety (see docs/FALLBACK.md §3.3): a leader's deadline is the start of
+// its last successful renewal + D − Margin, measured on its own clock. A
+// follower takes the lease over only with a write conditional on the
+// renewal's ETag, and not before D has passed since the end of the first
+// read that returned that ETag. The renewal started before its write
+// landed, and the write landed before that read returned, so the takeover
+// starts at least Margin after the old leader stopped writing; and a
+// takeover is an If-Match write that bumps the term, so two nodes can never
+// hold one term.
+//
+// Liveness: the renewal that lands last (at w) is seen by the first read
+// that starts after w, which starts by w + poll and returns one round trip
+// later; the follower's timer fires D after that and its takeover write
+// takes one more round trip. So the follower leads by w + poll + D + two
+// round trips ≤ w + TTL when a round trip fits in RoundTrip/2.
 type Election struct {
 	store     storage.Store
 	nodeID    string
 	version   string
 	key       string
-	ttl       time.Duration
+	ttl       time.Duration // the failover bound (configured)
+	hold      time.Duration // D: the lease duration timed by leader and followers
+	roundTrip time.Duration
 	renew     time.Duration
 	poll      time.Duration
 	margin    time.Duration
@@ -85,19 +115,25 @@ type Election struct {
 	// test blocks it to simulate a stop-the-world pause of the leader.
 	hookBeforeStep func()
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced on every change of role
-	leading    bool          // we hold the lease (etag) at term
-	term       uint64
-	etag       string
-	deadline   time.Time // stop writing at this instant (our clock)
-	lapsed     bool      // deadline passed without a renewal (reported once)
-	since      time.Time // when we took the lease
-	lastRenew  time.Time
-	maxTerm    uint64 // newest term seen in the lease or written by us
-	holder     string // lease holder as last seen
-	seenETag   string // the lease version a follower is timing
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every change of role
+	leading   bool          // we hold the lease (etag) at term
+	term      uint64
+	etag      string
+	deadline  time.Time // stop writing at this instant (our clock)
+	lapsed    bool      // deadline passed without a renewal (reported once)
+	since     time.Time // when we took the lease: start of the winning write
+	lastRenew time.Time
+	maxTerm   uint64 // newest term seen in the lease or written by us
+	holder    string // lease holder as last seen
+	// A follower times the lease version seenETag: it may take the lease
+	// over from seenAt (the end of the first read that returned it) +
+	// seenHold. nextRead is when its next poll read starts.
+	seenETag   string
 	seenAt     time.Time
+	seenHold   time.Duration
+	seenFree   bool // the version was released: seenHold is 0
+	nextRead   time.Time
 	badLease   string // ETag of an unreadable lease already reported
 	lastErr    string
 	lastErrAt  time.Time
@@ -114,16 +150,17 @@ func NewElection(opts ElectionOptions) (*Election, error) {
 		return nil, errors.New("fallback election: no node id")
 	}
 	e := &Election{
-		store:   opts.Store,
-		nodeID:  opts.NodeID,
-		version: opts.Version,
-		ttl:     opts.TTL,
-		renew:   opts.RenewInterval,
-		poll:    opts.PollInterval,
-		margin:  opts.Margin,
-		log:     opts.Logger,
-		now:     opts.Now,
-		changed: make(chan struct{}),
+		store:     opts.Store,
+		nodeID:    opts.NodeID,
+		version:   opts.Version,
+		ttl:       opts.TTL,
+		roundTrip: opts.RoundTrip,
+		renew:     opts.RenewInterval,
+		poll:      opts.PollInterval,
+		margin:    opts.Margin,
+		log:       opts.Logger,
+		now:       opts.Now,
+		changed:   make(chan struct{}),
 	}
 	if e.version == "" {
 		e.version = config.KongVersion
@@ -132,27 +169,40 @@ func NewElection(opts ElectionOptions) (*Election, error) {
 	if e.ttl == 0 {
 		e.ttl = DefaultLeaseTTL
 	}
-	if e.ttl < time.Millisecond {
-		return nil, fmt.Errorf("fallback election: lease TTL %v is too short (minimum 1ms)", e.ttl)
-	}
-	if e.renew == 0 {
-		e.renew = e.ttl / 3
+	if e.ttl < minLeaseTTL {
+		return nil, fmt.Errorf("fallback election: lease TTL %v is too short (minimum %v)", e.ttl, minLeaseTTL)
 	}
 	if e.poll == 0 {
-		e.poll = e.ttl / 3
+		e.poll = e.ttl / 10
 	}
-	if e.margin == 0 {
-		e.margin = e.ttl / 5
+	if e.roundTrip == 0 {
+		e.roundTrip = e.ttl / 20
 	}
 	switch {
-	case e.margin < 0 || e.margin >= e.ttl:
-		return nil, fmt.Errorf("fallback election: margin %v must be between 0 and the lease TTL %v", e.margin, e.ttl)
-	case e.renew <= 0 || e.renew >= e.ttl-e.margin:
+	case e.poll < 0:
+		return nil, fmt.Errorf("fallback election: poll interval %v must be positive", e.poll)
+	case e.roundTrip < 0:
+		return nil, fmt.Errorf("fallback election: round-trip allowance %v must be positive", e.roundTrip)
+	}
+	// Whole milliseconds: the lease object carries D in ms, and a follower
+	// must not read a shorter D than the leader times.
+	e.hold = (e.ttl - e.poll - e.roundTrip).Truncate(time.Millisecond)
+	if e.hold < time.Millisecond {
+		return nil, fmt.Errorf("fallback election: poll interval %v + round-trip allowance %v leave no lease time within the TTL %v", e.poll, e.roundTrip, e.ttl)
+	}
+	if e.renew == 0 {
+		e.renew = e.hold / 3
+	}
+	if e.margin == 0 {
+		e.margin = e.hold / 5
+	}
+	switch {
+	case e.margin < 0 || e.margin >= e.hold:
+		return nil, fmt.Errorf("fallback election: margin %v must be between 0 and the lease duration %v (TTL %v − poll %v − round trip %v)", e.margin, e.hold, e.ttl, e.poll, e.roundTrip)
+	case e.renew <= 0 || e.renew >= e.hold-e.margin:
 		// A leader must get at least one renewal in before its deadline,
 		// or it would lose its right to write between two renewals.
-		return nil, fmt.Errorf("fallback election: renew interval %v must be shorter than TTL − margin (%v)", e.renew, e.ttl-e.margin)
-	case e.poll <= 0:
-		return nil, fmt.Errorf("fallback election: poll interval %v must be positive", e.poll)
+		return nil, fmt.Errorf("fallback election: renew interval %v must be shorter than the lease duration − margin (%v − %v = %v)", e.renew, e.hold, e.margin, e.hold-e.margin)
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -163,6 +213,7 @@ func NewElection(opts ElectionOptions) (*Election, error) {
 	}
 	// A storage call longer than the TTL is useless to the election; the
 	// floor keeps tests with very short TTLs from failing on a slow disk.
+	// (A follower's read is also cut off when its takeover is due.)
 	e.opTimeout = max(e.ttl, time.Second)
 	return e, nil
 }
@@ -196,7 +247,7 @@ func (e *Election) Run(ctx context.Context) error {
 		}
 		e.mu.Unlock()
 	}()
-	e.log.Info("[fallback config] joining the export election", "ttl", e.ttl, "renew_every", e.renew, "poll_every", e.poll, "margin", e.margin)
+	e.log.Info("[fallback config] joining the export election", "ttl", e.ttl, "lease", e.hold, "renew_every", e.renew, "poll_every", e.poll, "margin", e.margin)
 	for {
 		if e.hookBeforeStep != nil {
 			e.hookBeforeStep()
@@ -212,7 +263,7 @@ func (e *Election) Run(ctx context.Context) error {
 }
 
 // Leader reports the term this node leads in, if it may write now: it holds
-// the lease and its deadline (last renewal start + TTL − margin, on its own
+// the lease and its deadline (last renewal start + D − margin, on its own
 // clock) has not passed.
 func (e *Election) Leader() (term uint64, ok bool) {
 	e.mu.Lock()
@@ -285,8 +336,8 @@ func (e *Election) Confirm(ctx context.Context, term uint64) error {
 
 // Release hands the lease over on a clean shutdown: it stops counting itself
 // leader, then marks the lease released so that a follower takes it at the
-// next term without waiting for the TTL. Call it after Run has returned. A
-// lease already taken over is not an error.
+// next term without waiting for the lease to expire. Call it after Run has
+// returned. A lease already taken over is not an error.
 func (e *Election) Release(ctx context.Context) error {
 	e.mu.Lock()
 	if !e.leading && e.etag == "" {
@@ -301,7 +352,7 @@ func (e *Election) Release(ctx context.Context) error {
 	}
 	e.mu.Unlock()
 	now := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.ttl.Milliseconds(),
+	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
 		AcquiredAt: since.UTC(), RenewedAt: now.UTC(), ExpiresAt: now.UTC(), Released: true}
 	body, err := l.marshal()
 	if err != nil {
@@ -349,7 +400,7 @@ func (e *Election) Status() ElectionStatus {
 		if !e.now().Before(e.deadline) {
 			s.Role = "lapsed"
 		}
-		s.LeaderSince, s.LastRenewAt = e.since, wallClock(e.lastRenew)
+		s.LeaderSince, s.LastRenewAt = wallClock(e.since), wallClock(e.lastRenew)
 	}
 	return s
 }
@@ -404,8 +455,8 @@ func (e *Election) renewStep(ctx context.Context) time.Duration {
 	e.mu.Lock()
 	term, etag, since := e.term, e.etag, e.since
 	e.mu.Unlock()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.ttl.Milliseconds(),
-		AcquiredAt: since.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.ttl).UTC()}
+	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
+		AcquiredAt: since.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
 	body, err := l.marshal()
 	if err != nil {
 		e.recordErr(err)
@@ -429,7 +480,7 @@ func (e *Election) renewStep(ctx context.Context) time.Duration {
 		// it (a stalled process): the exporter then waits for a change.
 		wasLapsed := e.lapsed || !start.Before(e.deadline)
 		e.etag = info.ETag
-		e.deadline = start.Add(e.ttl - e.margin)
+		e.deadline = start.Add(e.hold - e.margin)
 		e.lastRenew = start
 		e.lastErr = ""
 		e.lapsed = false
@@ -462,13 +513,61 @@ func (e *Election) renewStep(ctx context.Context) time.Duration {
 	return max(min(e.renew, e.deadline.Sub(now)/3), e.renew/10)
 }
 
+// followStep either takes the lease over, when the version it times is due,
+// or reads the lease. It returns the wait until the earlier of the next
+// poll read and the takeover instant, so the takeover runs on a timer set
+// for its exact due time rather than on the poll grid.
 func (e *Election) followStep(ctx context.Context) time.Duration {
-	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
+	e.mu.Lock()
+	etag, due, free, next := e.seenETag, e.seenAt.Add(e.seenHold), e.seenFree, e.nextRead
+	e.mu.Unlock()
+	now := e.now()
+	if etag != "" && !now.Before(due) {
+		// The If-Match write itself checks that the version is unchanged:
+		// no read first, which would cost a round trip of the TTL.
+		return e.takeover(ctx, etag, free)
+	}
+	if now.Before(next) {
+		return e.untilNext(now)
+	}
+	return e.read(ctx)
+}
+
+// untilNext is the wait from now to the follower's next event.
+func (e *Election) untilNext(now time.Time) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at := e.nextRead
+	if e.seenETag != "" {
+		if due := e.seenAt.Add(e.seenHold); due.Before(at) {
+			at = due
+		}
+	}
+	return max(at.Sub(now), 0)
+}
+
+// read polls the lease: a new version (a renewal, a new holder) restarts the
+// follower's timer.
+func (e *Election) read(ctx context.Context) time.Duration {
+	start := e.now()
+	e.mu.Lock()
+	// Reads start one (jittered) poll interval apart however long each
+	// takes, so a renewal is seen at most one poll after it landed.
+	e.nextRead = start.Add(e.pollEvery())
+	pending, due := e.seenETag != "", e.seenAt.Add(e.seenHold)
+	e.mu.Unlock()
+	opDeadline := start.Add(e.opTimeout)
+	if pending && due.Before(opDeadline) {
+		// A slow read must not hold up a takeover that falls due meanwhile
+		// (the takeover's If-Match does not need the read's answer).
+		opDeadline = due
+	}
+	opCtx, cancel := context.WithDeadline(ctx, opDeadline)
 	data, info, err := e.store.Get(opCtx, e.key)
 	cancel()
 	// The lease version we got was written before this instant: timing its
-	// expiry from here (not from the start of the read) can only make the
-	// follower wait longer.
+	// expiry from here (not from the start of the read, which may have
+	// begun before the renewal did) can only make the follower wait longer.
 	after := e.now()
 	if ctx.Err() != nil {
 		return 0
@@ -477,37 +576,48 @@ func (e *Election) followStep(ctx context.Context) time.Duration {
 		return e.create(ctx)
 	}
 	if err != nil {
+		if pending && !after.Before(due) && errors.Is(err, context.DeadlineExceeded) {
+			return 0 // cut off for the takeover, which comes next
+		}
 		e.recordErr(err)
 		e.log.Warn("[fallback config] failed to read the export lease", "error", err)
-		return jitter(e.poll)
+		return e.untilNext(after)
 	}
 	l, perr := ParseLease(data)
 	e.mu.Lock()
-	ttl := e.ttl
-	released := false
+	// An unreadable lease (another format, a hand edit) is taken over once
+	// it has been unchanged for the whole TTL: its writer's D is unknown,
+	// and a kongfb leader's D is shorter than its TTL.
+	hold, free := e.ttl, false
 	if perr == nil {
 		e.maxTerm = max(e.maxTerm, l.Term)
 		e.holder = l.Holder
-		ttl, released = l.TTL(), l.Released
+		hold, free = l.TTL(), l.Released
+		if free {
+			hold = 0
+		}
 	} else {
 		e.holder = ""
 		if e.badLease != info.ETag {
 			e.badLease = info.ETag
-			e.log.Error("[fallback config] the export lease is unreadable; taking it over once it has been unchanged for the TTL", "error", perr, "ttl", ttl)
+			e.log.Error("[fallback config] the export lease is unreadable; taking it over once it has been unchanged for the TTL", "error", perr, "ttl", hold)
 		}
 	}
 	if info.ETag != e.seenETag {
-		e.seenETag, e.seenAt = info.ETag, after
+		e.seenETag, e.seenAt, e.seenHold, e.seenFree = info.ETag, after, hold, free
 	}
-	elapsed := after.Sub(e.seenAt)
 	e.lastErr = ""
 	e.mu.Unlock()
-	if released || elapsed >= ttl {
-		return e.takeover(ctx, info.ETag, released)
+	return e.untilNext(after)
+}
+
+// pollEvery is the poll interval, jittered down by up to 10 % so that
+// followers do not read in step, without lengthening the failover bound.
+func (e *Election) pollEvery() time.Duration {
+	if e.poll < 10 {
+		return e.poll
 	}
-	// Wake at the expiry instant rather than at the next poll, so a takeover
-	// happens within TTL (+ one poll) of the leader's last renewal.
-	return min(jitter(e.poll), ttl-elapsed+time.Millisecond)
+	return e.poll - rand.N(e.poll/10)
 }
 
 // takeover replaces the lease version etag (expired or released) with ours
@@ -518,8 +628,8 @@ func (e *Election) takeover(ctx context.Context, etag string, released bool) tim
 	prev := e.holder
 	e.mu.Unlock()
 	start := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.ttl.Milliseconds(),
-		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.ttl).UTC()}
+	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
+		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
 	body, err := l.marshal()
 	if err != nil {
 		e.recordErr(err)
@@ -537,14 +647,25 @@ func (e *Election) takeover(ctx context.Context, etag string, released bool) tim
 		e.becomeLeader(term, info.ETag, start, why, prev)
 		return e.renew
 	case errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound):
-		// Another follower won the race (or the lease went away): look again.
-		return e.poll / 20
+		// The lease changed (a renewal, another follower won the race) or
+		// went away: stop timing this version and look again at once.
+		e.mu.Lock()
+		if e.seenETag == etag {
+			e.seenETag = ""
+		}
+		e.nextRead = time.Time{}
+		e.mu.Unlock()
+		return 0
 	}
 	if ctx.Err() == nil {
 		e.recordErr(err)
 		e.log.Warn("[fallback config] failed to take over the export lease", "error", err)
 	}
-	return jitter(e.poll)
+	// The version is still due: retry the conditional write without a read
+	// (a read would only tell what the If-Match checks anyway). If the
+	// failed write did land, the retry's If-Match fails and the follower
+	// reads the lease again.
+	return jitter(e.poll / 2)
 }
 
 // create writes the first lease.
@@ -554,8 +675,8 @@ func (e *Election) create(ctx context.Context) time.Duration {
 	term := max(e.maxTerm, floor) + 1
 	e.mu.Unlock()
 	start := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.ttl.Milliseconds(),
-		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.ttl).UTC()}
+	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
+		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
 	body, err := l.marshal()
 	if err != nil {
 		e.recordErr(err)
@@ -569,7 +690,11 @@ func (e *Election) create(ctx context.Context) time.Duration {
 		e.becomeLeader(term, info.ETag, start, "no lease existed", "")
 		return e.renew
 	case errors.Is(err, storage.ErrPreconditionFailed):
-		return e.poll / 20 // another node created it first
+		// Another node created it first: read it soon.
+		e.mu.Lock()
+		e.nextRead = time.Time{}
+		e.mu.Unlock()
+		return e.poll / 20
 	}
 	if ctx.Err() == nil {
 		e.recordErr(err)
@@ -616,8 +741,8 @@ func (e *Election) becomeLeader(term uint64, etag string, start time.Time, why, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.leading, e.term, e.etag = true, term, etag
-	e.deadline = start.Add(e.ttl - e.margin)
-	e.since, e.lastRenew = wallClock(start), start
+	e.deadline = start.Add(e.hold - e.margin)
+	e.since, e.lastRenew = start, start
 	e.maxTerm = max(e.maxTerm, term)
 	e.holder = e.nodeID
 	e.lapsed = false

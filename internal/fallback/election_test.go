@@ -30,6 +30,9 @@ func TestNewElectionOptions(t *testing.T) {
 		{ElectionOptions{Store: store, NodeID: "a", TTL: time.Second, Margin: time.Second}, "margin"},
 		{ElectionOptions{Store: store, NodeID: "a", TTL: time.Second, RenewInterval: 900 * time.Millisecond}, "renew interval"},
 		{ElectionOptions{Store: store, NodeID: "a", TTL: time.Second, PollInterval: -1}, "poll interval"},
+		{ElectionOptions{Store: store, NodeID: "a", TTL: time.Second, RoundTrip: -1}, "round-trip allowance"},
+		{ElectionOptions{Store: store, NodeID: "a", TTL: time.Second, PollInterval: 950 * time.Millisecond}, "leave no lease time"},
+		{ElectionOptions{Store: store, NodeID: "a", TTL: 5 * time.Millisecond}, "too short"},
 	} {
 		if _, err := NewElection(tc.opts); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("NewElection(%+v) = %v, want error containing %q", tc.opts, err, tc.want)
@@ -39,8 +42,27 @@ func TestNewElectionOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ttl != DefaultLeaseTTL || e.renew != 10*time.Second || e.poll != 10*time.Second || e.margin != 6*time.Second {
-		t.Errorf("defaults: ttl %v renew %v poll %v margin %v", e.ttl, e.renew, e.poll, e.margin)
+	if e, err := NewElection(testElectionOptions(store, "a")); err != nil {
+		t.Errorf("test options: %v", err)
+	} else if e.hold != 400*time.Millisecond {
+		t.Errorf("test options: lease %v, want 400ms (the helpers' comment)", e.hold)
+	}
+	if e.ttl != DefaultLeaseTTL || e.poll != 3*time.Second || e.roundTrip != 1500*time.Millisecond ||
+		e.hold != 25500*time.Millisecond || e.renew != 8500*time.Millisecond || e.margin != 5100*time.Millisecond {
+		t.Errorf("defaults: ttl %v poll %v round trip %v lease %v renew %v margin %v", e.ttl, e.poll, e.roundTrip, e.hold, e.renew, e.margin)
+	}
+	// The failover bound: one poll to see the last renewal, the lease
+	// duration, and the round trips must fit in the TTL, for the defaults
+	// and for the options the other tests use.
+	for _, eo := range []ElectionOptions{{TTL: DefaultLeaseTTL}, {TTL: failoverTTL}, {TTL: 300 * time.Millisecond}, testElectionOptions(store, "a"), {TTL: 1234567 * time.Microsecond}} {
+		eo.Store, eo.NodeID = store, "a"
+		e, err := NewElection(eo)
+		if err != nil {
+			t.Fatalf("NewElection(TTL %v): %v", eo.TTL, err)
+		}
+		if e.poll+e.hold+e.roundTrip > e.ttl || e.hold%time.Millisecond != 0 || e.renew >= e.hold-e.margin {
+			t.Errorf("TTL %v: poll %v + lease %v + round trip %v, renew %v, margin %v", e.ttl, e.poll, e.hold, e.roundTrip, e.renew, e.margin)
+		}
 	}
 	if e.key != config.KongVersion+"/election/lease" {
 		t.Errorf("lease key %q", e.key)
@@ -49,14 +71,33 @@ func TestNewElectionOptions(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
+// Failover test timing. failoverTTL is the bound under test, with every
+// other duration at its default (poll 150ms, round trip 75ms, lease D
+// 1275ms, renew 425ms, margin 255ms).
+//
+// failoverSlack is what a takeover may take beyond the TTL in these tests.
+// The design budgets the storage round trips (TTL/20 = 75ms; a local
+// file:// or MinIO round trip takes a few ms). What it cannot budget is
+// scheduling: the follower's poll timer and takeover timer each wake a
+// goroutine late on a loaded 2-core machine under -race (tens of ms seen),
+// the test observes leadership by polling every 2ms, and a renewal the
+// killed leader had in flight may land just after the kill. 150ms is 10 %
+// of the TTL, while the former bound (TTL + a poll of TTL/3) overshot it
+// by a third.
+const (
+	failoverTTL   = 1500 * time.Millisecond
+	failoverSlack = 150 * time.Millisecond
+)
+
 // TestElectionKillLeader runs three exporters on one bucket, each with its
 // own store client, kills the leader repeatedly without a release and checks
 // that every term has exactly one writer, that terms never go backwards in
 // the history, that no takeover starts before the killed leader's own
-// deadline + margin, and that takeovers happen within TTL + poll.
+// deadline + margin, and that each takeover comes within the TTL (+ slack)
+// of the kill.
 func TestElectionKillLeader(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		const kills = 4
+		const kills = 5
 		cfgs := make([]*config.Config, 40)
 		for i := range cfgs {
 			cfgs[i] = genConfig(t, fmt.Sprint("k", i), 2)
@@ -71,7 +112,7 @@ func TestElectionKillLeader(t *testing.T) {
 			seq++
 			id := fmt.Sprintf("node-%d", seq)
 			s := b.open(t, "kill")
-			n := startNode(t, s, testElectionOptions(s, id), ExporterOptions{
+			n := startNode(t, s, ElectionOptions{Store: s, NodeID: id, TTL: failoverTTL}, ExporterOptions{
 				Delay: 20 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 				OnExport: events.hook(id), Retain: -1,
 			}, nil)
@@ -137,31 +178,32 @@ func TestElectionKillLeader(t *testing.T) {
 				}
 				return n >= 3
 			})
-			l.kill()
+			// The replacement joins before the kill, so that opening its
+			// store client is not counted in the takeover time.
+			start()
 			killed := time.Now()
-			l.el.mu.Lock()
-			oldDeadline := l.el.deadline
-			l.el.mu.Unlock()
+			l.kill()
 			mu.Lock()
 			nodes = slices.DeleteFunc(nodes, func(n *node) bool { return n == l })
 			mu.Unlock()
-			start()
+			l.el.mu.Lock()
+			oldDeadline, margin := l.el.deadline, l.el.margin
+			l.el.mu.Unlock()
 			nl := leader(l)
 			took := time.Since(killed)
 			takeovers = append(takeovers, took)
 			nl.el.mu.Lock()
-			newStart := nl.el.deadline.Add(-(nl.el.ttl - nl.el.margin))
-			newTerm := nl.el.term
+			newStart, newTerm := nl.el.since, nl.el.term
 			nl.el.mu.Unlock()
 			// Safety: the takeover write started at least Margin after the
-			// old leader's own deadline (= its last renewal start + TTL).
-			if gap := newStart.Sub(oldDeadline); gap < testMargin {
-				t.Errorf("round %d: %s took over %v after %s's deadline, want ≥ margin %v", k, nl.id, gap, l.id, testMargin)
+			// old leader's own deadline (= its last renewal start + D).
+			if gap := newStart.Sub(oldDeadline); gap < margin {
+				t.Errorf("round %d: %s took over %v after %s's deadline, want ≥ margin %v", k, nl.id, gap, l.id, margin)
 			}
 			if newTerm != term+1 {
 				t.Errorf("round %d: new term %d, want %d", k, newTerm, term+1)
 			}
-			t.Logf("round %d: %s (term %d) killed; %s took over at term %d after %v", k, l.id, term, nl.id, newTerm, took.Round(time.Millisecond))
+			t.Logf("round %d: %s (term %d) killed; %s took over at term %d after %v (%v after its deadline)", k, l.id, term, nl.id, newTerm, took.Round(time.Millisecond), newStart.Sub(oldDeadline).Round(time.Millisecond))
 		}
 		// The last leader exports in its term too, then everything stops.
 		l := leader(nil)
@@ -213,14 +255,166 @@ func TestElectionKillLeader(t *testing.T) {
 				t.Errorf("export %s by %s in term %d is not in the history", ev.Snapshot, ev.node, ev.Term)
 			}
 		}
-		limit := testTTL + testPoll + time.Second // liveness bound, with slack for a loaded machine
 		for i, d := range takeovers {
-			if d > limit {
-				t.Errorf("takeover %d took %v, want ≤ TTL %v + poll %v (+1s slack)", i, d, testTTL, testPoll)
+			if d > failoverTTL+failoverSlack {
+				t.Errorf("takeover %d took %v after the kill, want ≤ TTL %v (+%v scheduling slack)", i, d, failoverTTL, failoverSlack)
 			}
 		}
-		t.Logf("%s: %d objects in %d terms; takeovers %v (TTL %v, poll %v)", b.name, len(objs), len(writers), takeovers, testTTL, testPoll)
+		t.Logf("%s: %d objects in %d terms; kill→takeover max %v, all %v (TTL %v)", b.name, len(objs), len(writers),
+			slices.Max(takeovers).Round(time.Millisecond), roundAll(takeovers), failoverTTL)
 	})
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
+
+// hookStore runs a hook once, in the caller's goroutine, in the next Get:
+// before the read reaches storage (beforeGet) or after it returned but
+// before the caller sees the result (afterGet).
+type hookStore struct {
+	storage.Store
+	beforeGet, afterGet atomic.Pointer[func()]
+}
+
+func (s *hookStore) Get(ctx context.Context, key string) ([]byte, storage.ObjectInfo, error) {
+	if fn := s.beforeGet.Swap(nil); fn != nil {
+		(*fn)()
+	}
+	data, info, err := s.Store.Get(ctx, key)
+	if fn := s.afterGet.Swap(nil); fn != nil {
+		(*fn)()
+	}
+	return data, info, err
+}
+
+// TestElectionFailoverWorstCase stages the two edges of a follower's timing
+// with a "leader" that is the test writing the lease, so the phase is exact:
+//
+//   - after-read: the leader's last renewal lands just after a follower's
+//     read, so the follower sees it only one poll later, then the leader
+//     dies. This is the slowest failover the design allows: the follower
+//     must still take over within the TTL of that renewal.
+//   - during-read: the renewal starts 100ms after the follower's read
+//     started and lands before it returns. A follower timing from the start
+//     of that read would take over 100ms before the renewal's start + D,
+//     that is less than Margin after the leader's deadline.
+//
+// In both, the takeover must not start before the renewal's start + D.
+func TestElectionFailoverWorstCase(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		for _, stage := range []string{"after-read", "during-read"} {
+			t.Run(stage, func(t *testing.T) {
+				ghost := b.open(t, "worst-"+stage)
+				hs := &hookStore{Store: b.open(t, "worst-"+stage)}
+				// A long poll makes "one poll late" count: a follower timing
+				// D on the poll grid, or D without the poll taken off, would
+				// overshoot the TTL by far more than the slack.
+				eo := ElectionOptions{Store: hs, NodeID: "b", TTL: failoverTTL, PollInterval: failoverTTL / 5, Logger: testLogger(t)}
+				el, err := NewElection(eo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				key := LeaseKey("")
+				put := func(term uint64, opts storage.PutOptions) storage.ObjectInfo {
+					now := time.Now()
+					body, err := (&Lease{Format: leaseFormat, Holder: "ghost", Term: term, TTLMillis: el.hold.Milliseconds(),
+						AcquiredAt: now.UTC(), RenewedAt: now.UTC(), ExpiresAt: now.Add(el.hold).UTC()}).marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					info, err := ghost.Put(context.Background(), key, body, opts)
+					if err != nil {
+						t.Fatalf("ghost lease write: %v", err)
+					}
+					return info
+				}
+				v1 := put(7, storage.PutOptions{IfNoneMatch: "*"})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { el.Run(ctx); close(done) }()
+				defer func() { cancel(); <-done }()
+				waitFor(t, 5*time.Second, "b following the ghost", func() bool { return el.Status().Holder == "ghost" })
+
+				var renewStart, renewEnd time.Time
+				renewed := make(chan struct{})
+				renew := func() {
+					renewStart = time.Now()
+					put(7, storage.PutOptions{IfMatch: v1.ETag})
+					renewEnd = time.Now()
+					close(renewed)
+				}
+				if stage == "after-read" {
+					hs.afterGet.Store(&renew)
+				} else {
+					// A slow read: the request is on its way for 100ms
+					// (simulated latency, not a wait for an event) before
+					// the renewal starts, and returns the renewal.
+					slow := func() { time.Sleep(100 * time.Millisecond); renew() }
+					hs.beforeGet.Store(&slow)
+				}
+				<-renewed
+				waitFor(t, 10*time.Second, "b taking over", func() bool { _, ok := el.Leader(); return ok })
+				took := time.Since(renewEnd)
+				el.mu.Lock()
+				since, term, hold := el.since, el.term, el.hold
+				el.mu.Unlock()
+				if term != 8 {
+					t.Errorf("b's term %d, want 8", term)
+				}
+				if after := since.Sub(renewStart); after < hold {
+					t.Errorf("b's takeover started %v after the last renewal started, want ≥ D %v", after, hold)
+				}
+				if took > failoverTTL+failoverSlack {
+					t.Errorf("b took over %v after the last renewal landed, want ≤ TTL %v (+%v scheduling slack)", took, failoverTTL, failoverSlack)
+				}
+				t.Logf("%s %s: last renewal → takeover %v, takeover write started D + %v after the renewal started (TTL %v, D %v, poll %v)",
+					b.name, stage, took.Round(time.Millisecond), (since.Sub(renewStart) - hold).Round(time.Millisecond), failoverTTL, hold, el.poll)
+			})
+		}
+	})
+}
+
+// TestElectionOldLease: a lease written by a node that holds it longer than
+// this node's D (the format before D existed wrote the whole TTL as ttl_ms,
+// and the holder stopped at TTL − margin) is timed with the lease's own
+// ttl_ms, so the takeover still comes after that holder's deadline.
+func TestElectionOldLease(t *testing.T) {
+	s, err := storage.Open(context.Background(), "file://"+t.TempDir(), storage.Options{CreateBucket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const oldTTL = 600 * time.Millisecond
+	now := time.Now()
+	body := fmt.Sprintf(`{"format":1,"holder":"old","term":3,"ttl_ms":%d,"acquired_at":%q,"renewed_at":%q,"expires_at":%q}`,
+		oldTTL.Milliseconds(), now.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), now.Add(oldTTL).UTC().Format(time.RFC3339Nano))
+	if _, err := s.Put(context.Background(), LeaseKey(""), []byte(body), storage.PutOptions{IfNoneMatch: "*"}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewElection(ElectionOptions{Store: s, NodeID: "new", TTL: 500 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := time.Now() // the follower's first read returns after this
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "the new node leading", func() bool { _, ok := e.Leader(); return ok })
+	e.mu.Lock()
+	since, term := e.since, e.term
+	e.mu.Unlock()
+	if waited := since.Sub(joined); waited < oldTTL {
+		t.Errorf("took the old lease over %v after first reading it, want ≥ its ttl_ms %v (own D is %v)", waited, oldTTL, e.hold)
+	}
+	if term != 4 {
+		t.Errorf("term %d, want 4", term)
+	}
 }
 
 // pauser blocks an election's Run loop on demand, like a stop-the-world
@@ -229,6 +423,7 @@ type pauser struct {
 	paused  atomic.Bool
 	blocked chan struct{} // receives when the loop is blocked
 	resume  chan struct{}
+	once    sync.Once
 }
 
 func newPauser() *pauser {
@@ -248,7 +443,9 @@ func (p *pauser) hook() {
 
 func (p *pauser) pause() { p.paused.Store(true); <-p.blocked }
 
-func (p *pauser) unpause() { p.paused.Store(false); close(p.resume) }
+// unpause lets the loop go on; calling it again does nothing (a test that
+// fails while paused unpauses in a cleanup, or the node could never stop).
+func (p *pauser) unpause() { p.paused.Store(false); p.once.Do(func() { close(p.resume) }) }
 
 // stallClock is a clock that can stop: a node whose clock stalls believes
 // its lease is still valid.
@@ -290,6 +487,7 @@ func TestElectionPausedLeader(t *testing.T) {
 				eo := testElectionOptions(open(t), "node-a")
 				eo.Now = clk.now
 				a := startNode(t, eo.Store, eo, ExporterOptions{Delay: -1, OnExport: events.hook("node-a"), RetryMin: 10 * time.Millisecond}, func(e *Election) { e.hookBeforeStep = p.hook })
+				t.Cleanup(p.unpause) // runs before the node's kill
 				c0, c1, c2 := genConfig(t, "p0", 1), genConfig(t, "p1", 1), genConfig(t, "p2", 1)
 				a.x.Offer(c0, "")
 				waitFor(t, 10*time.Second, "a exporting c0", func() bool { return len(events.ok("node-a")) == 1 })
@@ -297,10 +495,13 @@ func TestElectionPausedLeader(t *testing.T) {
 				bs := open(t)
 				nb := startNode(t, bs, testElectionOptions(bs, "node-b"), ExporterOptions{Delay: -1, OnExport: events.hook("node-b")}, nil)
 
-				p.pause()
 				if stall {
+					// Stall the clock first: a leader whose clock stops
+					// while its lease is valid keeps believing it leads,
+					// whenever the pause then catches its loop.
 					clk.freeze()
 				}
+				p.pause()
 				pausedAt := time.Now()
 				if !stall {
 					// The honest leader's local lease ends before B may
@@ -313,7 +514,7 @@ func TestElectionPausedLeader(t *testing.T) {
 				deadlineA := a.el.deadline
 				a.el.mu.Unlock()
 				nb.el.mu.Lock()
-				startB := nb.el.deadline.Add(-(nb.el.ttl - nb.el.margin))
+				startB := nb.el.since
 				nb.el.mu.Unlock()
 				if !stall && startB.Sub(deadlineA) < testMargin {
 					t.Errorf("b took over %v after a's deadline, want ≥ margin %v", startB.Sub(deadlineA), testMargin)

@@ -130,8 +130,12 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // Test timings: short enough for fast tests, long enough that a loaded
 // 2-core machine does not blow the margin.
+//
+// The TTL is the failover bound; the lease duration D the leader times is
+// TTL − poll − TTL/20 = 400ms (in whole ms), so a leader may write for D −
+// margin = 300ms after each renewal starts, with renewals every 100ms.
 const (
-	testTTL    = 400 * time.Millisecond
+	testTTL    = 527 * time.Millisecond
 	testRenew  = 100 * time.Millisecond
 	testPoll   = 100 * time.Millisecond
 	testMargin = 100 * time.Millisecond
