@@ -24,8 +24,24 @@
 #      import case to declarative.
 #
 # Usage: scripts/bench/coldstart.sh [--rounds 10] [--changes 10] [--keep-logs DIR]
+#          [--cases "import-refused declarative"] [--baseline BIN] [--dp-log-level debug]
 #        --keep-logs copies the logs (CP, last round of each case) to DIR
-# Env:   BENCH_ROUNDS, BENCH_CHANGES, BENCH_KONGFB_BIN (a prebuilt kongfb)
+#        --cases runs only these cold-start cases (default: all four)
+#        --baseline BIN also runs every case with another kongfb binary,
+#          right after the same case of the one measured (cases "base:..."),
+#          so that a before/after comparison shares the machine's load
+#        --dp-log-level sets the DPs' --log-level (debug logs the import's
+#          steps with their durations; see --keep-logs)
+#        --poller curl (default) polls with one curl process per try, as
+#          the figures in docs/BENCHMARKS.md were taken: about 30 ms per
+#          try on the 2-core machine, which blurs differences smaller than
+#          that and loads the machine while the DP starts. --poller python
+#          starts the DP from one python3 process that polls in a loop
+#          (about 1 ms per try, no fork per try): finer, and smaller
+#          figures for every case, so its ratios are not comparable with
+#          the curl ones.
+# Env:   BENCH_ROUNDS, BENCH_CHANGES, BENCH_KONGFB_BIN (a prebuilt kongfb),
+#        BENCH_CASES, BENCH_BASELINE_BIN, BENCH_POLLER
 # Loopback only; ports are picked at run time; every process started here is
 # stopped on exit and the temp dir removed. Needs curl (with --aws-sigv4, to
 # create the bucket) and python3 (the silent CP).
@@ -36,7 +52,11 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${BENCH_ROUNDS:-10}
 KEEP=""
 CHANGES=${BENCH_CHANGES:-10}
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+CASES_ARG=${BENCH_CASES:-"import-refused import-silent-3s import-silent-200ms declarative"}
+BASELINE=${BENCH_BASELINE_BIN:-}
+DP_LOG_LEVEL=""
+POLLER=${BENCH_POLLER:-curl}
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -45,6 +65,14 @@ while [ $# -gt 0 ]; do
     --changes=*) CHANGES=${1#*=}; shift ;;
     --keep-logs) KEEP=$2; shift 2 ;;
     --keep-logs=*) KEEP=${1#*=}; shift ;;
+    --cases) CASES_ARG=$2; shift 2 ;;
+    --cases=*) CASES_ARG=${1#*=}; shift ;;
+    --baseline) BASELINE=$2; shift 2 ;;
+    --baseline=*) BASELINE=${1#*=}; shift ;;
+    --dp-log-level) DP_LOG_LEVEL=$2; shift 2 ;;
+    --dp-log-level=*) DP_LOG_LEVEL=${1#*=}; shift ;;
+    --poller) POLLER=$2; shift 2 ;;
+    --poller=*) POLLER=${1#*=}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -52,6 +80,19 @@ done
 for v in "$ROUNDS" "$CHANGES"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "--rounds/--changes: want a positive number, got $v" >&2; exit 2; }
 done
+read -r -a CASES <<<"$CASES_ARG"
+[ ${#CASES[@]} -gt 0 ] || { echo "--cases: no case given" >&2; exit 2; }
+for c in "${CASES[@]}"; do
+  case "$c" in
+    import-refused|import-silent-3s|import-silent-200ms|declarative) ;;
+    *) echo "--cases: unknown case $c (import-refused, import-silent-3s, import-silent-200ms, declarative)" >&2; exit 2 ;;
+  esac
+done
+case "$POLLER" in curl|python) ;; *) echo "--poller: curl or python, got $POLLER" >&2; exit 2 ;; esac
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || { echo "--baseline: $BASELINE is not an executable" >&2; exit 2; }
+  BASELINE=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
+fi
 command -v python3 >/dev/null || { echo "python3 is needed for the silent-CP case" >&2; exit 1; }
 
 bench_workdir kongfb-coldstart
@@ -152,12 +193,52 @@ for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$SILENT_PORT") 2>/dev/nul
 CLOSED_PORT=$(free_port)   # nothing listens there
 
 # --- cold start rounds ------------------------------------------------------
-# start_dp CASE: one DP process, timed from exec to the first 200.
+# --poller python: poll.py URL LOG CMD... starts CMD (output to LOG), polls
+# URL until it answers 200, prints the milliseconds from the start, stops CMD
+# (SIGTERM, then waits). Exit 1, with the last answer on stderr, when CMD
+# exits or 30 s pass first.
+cat >"$WORK/poll.py" <<'PY'
+import http.client, signal, subprocess, sys, time, urllib.parse
+url, logpath, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+u = urllib.parse.urlsplit(url)
+with open(logpath, "wb") as log:
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    last = "nothing"
+    while True:
+        try:
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=1)
+            c.request("GET", u.path)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            last = str(r.status)
+            if r.status == 200:
+                break
+        except OSError as e:
+            last = type(e).__name__
+        if time.monotonic() - t0 > 30 or p.poll() is not None:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            print(last, file=sys.stderr)
+            sys.exit(1)
+        time.sleep(0.001)
+    elapsed = (time.monotonic() - t0) * 1000
+    p.send_signal(signal.SIGTERM)
+    p.wait()
+print("%.1f" % elapsed)
+PY
+
+# start_dp [base:]CASE: one DP process, timed from exec to the first 200;
+# "base:" runs the --baseline binary.
 start_dp() {
-  local case=$1 port prefix t0 t1 code pid
+  local label=$1 case=${1#base:} bin=$KONGFB_BIN port prefix t0 t1 code pid
+  [ "$label" = "$case" ] || bin=$BASELINE
   port=$(free_port)
   prefix=$WORK/dp-$case-$RANDOM$RANDOM
   local args=(serve dp --proxy-listen "127.0.0.1:$port" --status-listen off)
+  [ -z "$DP_LOG_LEVEL" ] || args+=(--log-level "$DP_LOG_LEVEL")
   case "$case" in
     declarative) args+=(--declarative "$WORK/kong.yaml") ;;
     import-*)
@@ -169,34 +250,53 @@ start_dp() {
         import-silent-200ms) args+=(--cp "127.0.0.1:$SILENT_PORT" --cp-connect-timeout 200ms) ;;
       esac ;;
   esac
+  local file=${label/:/-} url="http://127.0.0.1:$port/mock/status/200"
+  if [ "$POLLER" = python ]; then
+    if ! t1=$(python3 "$WORK/poll.py" "$url" "$WORK/$file.log" "$bin" "${args[@]}" 2>"$WORK/poll.err"); then
+      echo "$label: no 200 within 30s (last $(cat "$WORK/poll.err")); log:" >&2; tail -20 "$WORK/$file.log" >&2; exit 1
+    fi
+    echo "$t1" >>"$WORK/cold-$file.txt"
+    check_applied "$label" "$case" "$file"
+    rm -rf "$prefix"
+    return
+  fi
   t0=$(now_ms)
-  "$KONGFB_BIN" "${args[@]}" >"$WORK/$case.log" 2>&1 &
+  "$bin" "${args[@]}" >"$WORK/$file.log" 2>&1 &
   pid=$!
   PIDS+=($pid)
   while :; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/mock/status/200" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)
     [ "$code" = 200 ] && break
     if [ $(( $(now_ms) - t0 )) -gt 30000 ] || ! kill -0 "$pid" 2>/dev/null; then
-      echo "$case: no 200 within 30s (last $code); log:" >&2; tail -20 "$WORK/$case.log" >&2; exit 1
+      echo "$label: no 200 within 30s (last $code); log:" >&2; tail -20 "$WORK/$file.log" >&2; exit 1
     fi
   done
   t1=$(now_ms)
-  echo $(( t1 - t0 )) >>"$WORK/cold-$case.txt"
+  echo $(( t1 - t0 )) >>"$WORK/cold-$file.txt"
   stop_pid "$pid"
-  # After the stop, so that the log is complete.
-  if [ "$case" != declarative ] && ! grep -q 'fallback config applied' "$WORK/$case.log"; then
-    echo "$case: served without 'fallback config applied' in its log:" >&2; tail -20 "$WORK/$case.log" >&2; exit 1
-  fi
+  check_applied "$label" "$case" "$file"
   rm -rf "$prefix"
 }
 
-CASES=(import-refused import-silent-3s import-silent-200ms declarative)
-log "cold start: $ROUNDS rounds, alternating ${CASES[*]}"
-for c in "${CASES[@]}"; do : >"$WORK/cold-$c.txt"; done
+# check_applied LABEL CASE FILE: an import case must have served the
+# snapshot (run after the stop, so that the log is complete).
+check_applied() {
+  if [ "$2" != declarative ] && ! grep -q 'fallback config applied' "$WORK/$3.log"; then
+    echo "$1: served without 'fallback config applied' in its log:" >&2; tail -20 "$WORK/$3.log" >&2; exit 1
+  fi
+}
+
+LABELS=()
+for c in "${CASES[@]}"; do
+  LABELS+=("$c")
+  [ -z "$BASELINE" ] || LABELS+=("base:$c")
+done
+log "cold start: $ROUNDS rounds, alternating ${LABELS[*]}${BASELINE:+ (base: $BASELINE)}"
+for l in "${LABELS[@]}"; do : >"$WORK/cold-${l/:/-}.txt"; done
 for r in $(seq 1 "$ROUNDS"); do
-  for c in "${CASES[@]}"; do start_dp "$c"; done
+  for l in "${LABELS[@]}"; do start_dp "$l"; done
   printf '  round %2d:' "$r" >&2
-  for c in "${CASES[@]}"; do printf ' %s=%sms' "$c" "$(tail -1 "$WORK/cold-$c.txt")" >&2; done
+  for l in "${LABELS[@]}"; do printf ' %s=%sms' "$l" "$(tail -1 "$WORK/cold-${l/:/-}.txt")" >&2; done
   echo >&2
 done
 
@@ -213,9 +313,14 @@ printf '  %-44s median %6s ms   min..max %s ms\n' "exporter: offered -> written 
   "$(median <"$WORK/export_took.txt")" "$(minmax <"$WORK/export_took.txt")"
 echo
 echo "cold start: exec -> first 200 through the proxy ($ROUNDS rounds, alternating)"
-DECL=$(median <"$WORK/cold-declarative.txt")
-for c in "${CASES[@]}"; do
-  m=$(median <"$WORK/cold-$c.txt")
-  ratio=$(awk -v a="$m" -v b="$DECL" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf '  %-20s median %7s ms   min..max %-13s  ratio to declarative %s\n' "$c" "$m" "$(minmax <"$WORK/cold-$c.txt") ms" "$ratio"
+for l in "${LABELS[@]}"; do
+  m=$(median <"$WORK/cold-${l/:/-}.txt")
+  # Each binary's import cases against its own declarative run.
+  decl=declarative
+  [ "$l" = "${l#base:}" ] || decl=base-declarative
+  ratio=n/a
+  if [ -s "$WORK/cold-$decl.txt" ]; then
+    ratio=$(awk -v a="$m" -v b="$(median <"$WORK/cold-$decl.txt")" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  fi
+  printf '  %-25s median %7s ms   min..max %-13s  ratio to declarative %s\n' "$l" "$m" "$(minmax <"$WORK/cold-${l/:/-}.txt") ms" "$ratio"
 done
