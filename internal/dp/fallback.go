@@ -274,10 +274,11 @@ func (f *FallbackImport) Run(ctx context.Context) {
 		}
 		if err != nil {
 			refused = r.Key
-			f.setState(FallbackApplyFailed)
 			err = fmt.Errorf("fallback config %s verified but cannot be served: %w", r.Key, err)
 			LogConfigError(f.log, "[fallback config] failed to apply the fallback config; waiting for another snapshot", err)
+			// The error first: whoever sees the state also sees why.
 			f.n.ReportError(err)
+			f.setState(FallbackApplyFailed)
 			if !f.wait(ictx, n) {
 				return
 			}
