@@ -157,7 +157,10 @@ func (m *MinIO) Start() error {
 		resp, err := client.Get(m.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Live answers 200 before the object layer is up; the header
+			// says "offline" until then, and requests get 503
+			// XMinioServerNotInitialized (seen after a restart).
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline" {
 				return nil
 			}
 		}
