@@ -3,6 +3,7 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 )
 
@@ -112,4 +113,25 @@ func FuzzObject(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkObject splits a reconfigure-like envelope whose config_table
+// holds 300 route-like records (~110 KB), as every DP does per push.
+func BenchmarkObject(b *testing.B) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"type":"reconfigure","config_table":{"_format_version":"3.0","routes":[`)
+	for i := 0; i < 300; i++ {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"id":"4c3a5f8e-0000-4000-8000-%012d","name":"route-%d","paths":["/v1/svc-%d","~/v2/(?<id>\\d+)$"],"methods":["GET","POST"],"protocols":["http","https"],"strip_path":true,"preserve_host":false,"regex_priority":0,"https_redirect_status_code":426,"tags":null,"headers":null}`, i, i, i)
+	}
+	buf.WriteString(`]},"config_hash":"0123456789abcdef0123456789abcdef","timestamp":1.5}`)
+	doc := buf.Bytes()
+	b.SetBytes(int64(len(doc)))
+	for i := 0; i < b.N; i++ {
+		if ms, ok := Object(doc); !ok || len(ms) != 4 {
+			b.Fatal("split failed")
+		}
+	}
 }
