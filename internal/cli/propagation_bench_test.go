@@ -20,7 +20,8 @@ import (
 )
 
 // Propagation benchmarks: the time from the start of an Admin API write
-// (POST /services/bench/routes) to every data plane serving the new route. The CP is a real `serve cp`
+// (POST /services/bench/routes) to every data plane serving the new route,
+// on a configuration of benchRoutes routes. The CP is a real `serve cp`
 // (SQLite, Admin API, cluster listener); "real" DPs are `serve dp --cp`
 // with proxy listeners, polled until the route answers 200; light DPs
 // (clustertest) receive and decode every push, and in the full-apply case
@@ -163,6 +164,12 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 	admin := "http://" + addrs.Admin[0]
 	up := benchUpstream(b)
 	benchPost(b, admin+"/services", fmt.Sprintf(`{"name":"bench","url":%q}`, up))
+	// A fixed-size configuration: benchRoutes routes, and each write adds
+	// one route while the one added before is removed (untimed), so the
+	// figures do not depend on how many writes are run.
+	for i := 0; i < benchRoutes; i++ {
+		benchPost(b, admin+"/services/bench/routes", fmt.Sprintf(`{"name":"base-%d","paths":["/base-%d"]}`, i, i))
+	}
 
 	var cur atomic.Pointer[pending]
 	onApplied := func(d *clustertest.LightDP, recv time.Time) {
@@ -198,6 +205,11 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 	var lat, writeLat, recvLat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			b.StopTimer()
+			benchRemove(b, admin, fmt.Sprintf("r%d", i-1), light, real)
+			b.StartTimer()
+		}
 		name := fmt.Sprintf("r%d", i)
 		p := &pending{route: name, left: map[any]bool{}, all: make(chan struct{})}
 		for _, d := range light {
@@ -241,6 +253,40 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 		pct(b, recvLat, "light-received-")
 	}
 	b.ReportMetric(0, "ns/op") // the wall time per op says nothing here
+}
+
+// benchRoutes is the size of the benchmark's configuration (routes).
+const benchRoutes = 100
+
+// benchRemove deletes route name and waits until no DP has it any more.
+func benchRemove(b *testing.B, admin, name string, light []*clustertest.LightDP, real []string) {
+	req, err := http.NewRequest(http.MethodDelete, admin+"/routes/"+name, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := benchClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		b.Fatalf("DELETE /routes/%s: %d", name, res.StatusCode)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range light {
+		for d.HasRoute(name) {
+			if time.Now().After(deadline) {
+				b.Fatalf("light DP still has %s after 30 s", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for _, u := range real {
+		if !benchServes(u+"/"+name, http.StatusNotFound, 30*time.Second) {
+			b.Fatalf("DP %s still serves /%s after 30 s", u, name)
+		}
+	}
 }
 
 // pct reports p50, p99 and max of d in milliseconds.
