@@ -87,10 +87,21 @@ func openSQLite(path string, create bool, poll, busy time.Duration) (*sqliteDriv
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
 	// The writer connection creates the file and switches it to WAL before
-	// any reader opens it.
-	if err := wdb.Ping(); err != nil {
-		wdb.Close()
-		return nil, classifySQLite(fmt.Errorf("open sqlite %s: %w", abs, err))
+	// any reader opens it. Switching the journal mode needs an exclusive
+	// lock, and SQLite answers SQLITE_BUSY at once, without its busy
+	// handler, while another process or connection does the same (several
+	// CPs bootstrapping one new file): retry for the busy timeout.
+	deadline := time.Now().Add(busy)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := wdb.Ping()
+		if err == nil {
+			break
+		}
+		if !isSQLiteBusy(err) || time.Now().Add(wait).After(deadline) {
+			wdb.Close()
+			return nil, classifySQLite(fmt.Errorf("open sqlite %s: %w", abs, err))
+		}
+		time.Sleep(wait)
 	}
 	rdb, err := sql.Open("sqlite", sqliteDSN(abs, false, busy))
 	if err != nil {
@@ -206,6 +217,11 @@ func (d *sqliteDriver) tableExists(ctx context.Context, q querier, name string) 
 // classifySQLite marks errors meaning "the database cannot serve now" as
 // ErrUnavailable: lock held beyond the busy timeout, I/O errors, full disk,
 // file gone or unreadable.
+func isSQLiteBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED)
+}
+
 func classifySQLite(err error) error {
 	if err == nil {
 		return nil
