@@ -345,17 +345,27 @@ func newFaultyStore(inner store.Store) *faultyStore {
 var errInjected = fmt.Errorf("injected failure: %w", store.ErrUnavailable)
 
 func (f *faultyStore) Export(ctx context.Context) (*store.Snapshot, error) {
+	return faulty(ctx, f, f.Store.Export)
+}
+
+func (f *faultyStore) ExportRaw(ctx context.Context) (*store.RawSnapshot, error) {
+	return faulty(ctx, f, f.Store.ExportRaw)
+}
+
+// faulty runs one of the store's exports with f's faults.
+func faulty[S any](ctx context.Context, f *faultyStore, export func(context.Context) (S, error)) (S, error) {
 	f.exports.Add(1)
+	var none S
 	if f.fail.Load() {
-		return nil, errInjected
+		return none, errInjected
 	}
-	snap, err := f.Store.Export(ctx)
+	snap, err := export(ctx)
 	if g := f.gate.Load(); g != nil {
 		f.entered <- struct{}{}
 		select {
 		case <-*g:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return none, ctx.Err()
 		}
 	}
 	return snap, err

@@ -99,6 +99,10 @@ type Server struct {
 	conns sync.WaitGroup
 
 	exports, exportErrors, pushes, sends atomic.Uint64
+
+	// parser turns the stored rows into the configuration on every export,
+	// reusing the rows unchanged since the previous one (push loop only).
+	parser config.Reparser
 }
 
 // New checks the options and loads the certificates; nothing listens until
@@ -304,7 +308,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 	for {
 		if pending {
 			pending = false
-			p, cfg, err := exportPayload(ctx, s.opts.Store, s.opts.MaxPayload)
+			p, cfg, err := exportPayload(ctx, s.opts.Store, &s.parser, s.opts.MaxPayload)
 			if ctx.Err() != nil {
 				return
 			}

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -814,9 +816,38 @@ func prepareReplace(colls map[string][]Row, t time.Time) ([]*preparedColl, error
 }
 
 func (e *engine) Export(ctx context.Context) (*Snapshot, error) {
-	var snap *Snapshot
+	raw, err := e.ExportRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{Version: raw.Version, Collections: make(map[string][]Row, len(raw.Collections))}
+	for coll, rows := range raw.Collections {
+		out := make([]Row, len(rows))
+		for i, data := range rows {
+			row, err := decodeRow(data)
+			if err != nil {
+				return nil, fmt.Errorf("export: %s %s: %w", coll, rawID(data), err)
+			}
+			out[i] = row
+		}
+		snap.Collections[coll] = out
+	}
+	return snap, nil
+}
+
+// rawID is a row's id for messages about a row that does not decode.
+func rawID(data []byte) string {
+	var r struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(data, &r)
+	return r.ID
+}
+
+func (e *engine) ExportRaw(ctx context.Context) (*RawSnapshot, error) {
+	var snap *RawSnapshot
 	err := e.read(ctx, true, func(q querier) error {
-		snap = &Snapshot{Collections: map[string][]Row{}}
+		snap = &RawSnapshot{Collections: map[string][]json.RawMessage{}}
 		var v int64
 		if err := q.QueryRow(ctx, "SELECT version FROM kongfb_meta WHERE id = 1").Scan(&v); err != nil {
 			return fmt.Errorf("export: read version: %w", err)
@@ -833,11 +864,8 @@ func (e *engine) Export(ctx context.Context) (*Snapshot, error) {
 			if err := rows.Scan(&coll, &id, &data); err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
-			row, err := decodeRow(data)
-			if err != nil {
-				return fmt.Errorf("export: %s %s: %w", coll, id, err)
-			}
-			snap.Collections[coll] = append(snap.Collections[coll], row)
+			// The driver may reuse data's memory for the next row.
+			snap.Collections[coll] = append(snap.Collections[coll], json.RawMessage(bytes.Clone(data)))
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("export: %w", err)

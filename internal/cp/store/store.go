@@ -21,6 +21,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"sort"
+	"strconv"
 	"time"
 )
 
@@ -106,6 +109,47 @@ type Snapshot struct {
 	Collections map[string][]Row
 }
 
+// RawSnapshot is a Snapshot whose rows are the JSON objects the store
+// holds, undecoded: for a reader that parses the whole configuration itself
+// (the push loop's config.Reparser, which skips rows it has seen before).
+type RawSnapshot struct {
+	Version uint64
+	// Collections holds every non-empty collection, rows ordered by id.
+	Collections map[string][]json.RawMessage
+}
+
+// Document is the snapshot as one flattened export document
+// ({"_format_version":"3.0","_transform":false,<collection>:[rows]…},
+// collections in name order): the input config.FromEntities builds from the
+// decoded rows, as text.
+func (s *RawSnapshot) Document() []byte {
+	n := 64
+	colls := make([]string, 0, len(s.Collections))
+	for c, rows := range s.Collections {
+		colls = append(colls, c)
+		n += len(c) + 8
+		for _, r := range rows {
+			n += len(r) + 1
+		}
+	}
+	sort.Strings(colls)
+	b := make([]byte, 0, n)
+	b = append(b, `{"_format_version":"3.0","_transform":false`...)
+	for _, c := range colls {
+		b = append(b, ',')
+		b = strconv.AppendQuote(b, c)
+		b = append(b, ':', '[')
+		for i, r := range s.Collections[c] {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, r...)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
 // UpdateFunc receives a copy of the current row and returns the full new
 // row (e.g. the PATCH body merged into it and validated). It runs inside the
 // write transaction and may run more than once when PostgreSQL asks for a
@@ -164,6 +208,8 @@ type Store interface {
 	// Export returns every row and the version they correspond to, read in
 	// one consistent snapshot (PostgreSQL REPEATABLE READ).
 	Export(ctx context.Context) (*Snapshot, error)
+	// ExportRaw is Export without decoding the rows.
+	ExportRaw(ctx context.Context) (*RawSnapshot, error)
 	// Version returns the configuration version: 0 for a new store,
 	// incremented by every committed change.
 	Version(ctx context.Context) (uint64, error)
