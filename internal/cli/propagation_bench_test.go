@@ -36,16 +36,28 @@ import (
 //	go test -run '^$' -bench BenchmarkPropagation -benchtime 100x ./internal/cli/
 
 func BenchmarkPropagation(b *testing.B) {
-	b.Run("N=1", func(b *testing.B) { benchPropagation(b, 1, 0, false) })
+	b.Run("N=1", func(b *testing.B) { benchPropagation(b, 1, 0, lightApply) })
 	// The issue's setup: three real DPs plus 47 lightweight sync clients
 	// that receive, gunzip and decode every push (no parse/apply: on real
 	// hardware each DP applies on its own cores, in parallel, and the real
 	// DPs here measure that apply).
-	b.Run("N=50", func(b *testing.B) { benchPropagation(b, 3, 47, true) })
+	b.Run("N=50", func(b *testing.B) { benchPropagation(b, 3, 47, lightDecode) })
 	// Harsher: the 47 light DPs also parse and apply every push, so 50
 	// applies share this machine's cores.
-	b.Run("N=50-full-apply", func(b *testing.B) { benchPropagation(b, 3, 47, false) })
+	b.Run("N=50-full-apply", func(b *testing.B) { benchPropagation(b, 3, 47, lightApply) })
+	// Diagnostic: the 47 clients only read each frame off the connection
+	// (no gunzip), which isolates the CP's fan-out from the clients' work.
+	b.Run("N=50-frame-only", func(b *testing.B) { benchPropagation(b, 3, 47, lightFrameOnly) })
 }
+
+// What the in-process light DPs do with each push.
+type lightMode int
+
+const (
+	lightApply     lightMode = iota // gunzip, parse, apply
+	lightDecode                     // gunzip and decode (sync clients)
+	lightFrameOnly                  // read the frame only
+)
 
 // benchCP runs `serve cp` with a cluster listener for a benchmark.
 func benchCP(b *testing.B) (serveCPAddrs, cluster.TLSOptions) {
@@ -159,7 +171,7 @@ func (p *pending) done(who any, receivedAt time.Time) {
 	}
 }
 
-func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
+func benchPropagation(b *testing.B, nReal, nLight int, mode lightMode) {
 	addrs, tlsOpts := benchCP(b)
 	admin := "http://" + addrs.Admin[0]
 	up := benchUpstream(b)
@@ -173,13 +185,17 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 
 	var cur atomic.Pointer[pending]
 	onApplied := func(d *clustertest.LightDP, recv time.Time) {
-		if p := cur.Load(); p != nil && d.HasRoute(p.route) {
+		// A frame-only client cannot look inside: any frame after the
+		// write started is the write's (the previous change was fully
+		// delivered before it, see benchRemove).
+		if p := cur.Load(); p != nil && (mode == lightFrameOnly || d.HasRoute(p.route)) {
 			p.done(d, recv)
 		}
 	}
 	var light []*clustertest.LightDP
 	for i := 0; i < nLight; i++ {
-		light = append(light, clustertest.Start(b, addrs.Cluster, tlsOpts, clustertest.Options{OnApplied: onApplied, RecvOnly: recvOnly}))
+		light = append(light, clustertest.Start(b, addrs.Cluster, tlsOpts, clustertest.Options{OnApplied: onApplied,
+			RecvOnly: mode == lightDecode, FrameOnly: mode == lightFrameOnly}))
 	}
 	var real []string
 	for i := 0; i < nReal; i++ {
@@ -207,7 +223,8 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 	for i := 0; i < b.N; i++ {
 		if i > 0 {
 			b.StopTimer()
-			benchRemove(b, admin, fmt.Sprintf("r%d", i-1), light, real)
+			cur.Store(nil)
+			benchRemove(b, admin, fmt.Sprintf("r%d", i-1), light, real, mode == lightFrameOnly)
 			b.StartTimer()
 		}
 		name := fmt.Sprintf("r%d", i)
@@ -223,7 +240,7 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 		benchPost(b, admin+"/services/bench/routes", fmt.Sprintf(`{"name":%q,"paths":["/%s"]}`, name, name))
 		writeLat = append(writeLat, time.Since(start))
 		for _, d := range light {
-			if d.HasRoute(name) {
+			if mode != lightFrameOnly && d.HasRoute(name) {
 				p.done(d, time.Time{})
 			}
 		}
@@ -258,8 +275,13 @@ func benchPropagation(b *testing.B, nReal, nLight int, recvOnly bool) {
 // benchRoutes is the size of the benchmark's configuration (routes).
 const benchRoutes = 100
 
-// benchRemove deletes route name and waits until no DP has it any more.
-func benchRemove(b *testing.B, admin, name string, light []*clustertest.LightDP, real []string) {
+// benchRemove deletes route name and waits until no DP has it any more
+// (frame-only light DPs: until each got one more frame).
+func benchRemove(b *testing.B, admin, name string, light []*clustertest.LightDP, real []string, frameOnly bool) {
+	before := make([]int64, len(light))
+	for i, d := range light {
+		before[i] = d.Applied()
+	}
 	req, err := http.NewRequest(http.MethodDelete, admin+"/routes/"+name, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -274,8 +296,8 @@ func benchRemove(b *testing.B, admin, name string, light []*clustertest.LightDP,
 		b.Fatalf("DELETE /routes/%s: %d", name, res.StatusCode)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for _, d := range light {
-		for d.HasRoute(name) {
+	for i, d := range light {
+		for d.HasRoute(name) || frameOnly && d.Applied() == before[i] {
 			if time.Now().After(deadline) {
 				b.Fatalf("light DP still has %s after 30 s", name)
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -369,8 +370,13 @@ func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reco
 	if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
 		return nil, errors.New("reconfigure frame is not gzip-compressed")
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
+	// Decompressor state is large: reuse it across frames.
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	if zr == nil {
+		zr = new(gzip.Reader)
+	}
+	defer gzipReaders.Put(zr)
+	if err := zr.Reset(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("reconfigure frame: invalid gzip data: %w", err)
 	}
 	// Read one byte past the limit to tell "exactly at the limit" from
@@ -387,6 +393,8 @@ func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reco
 	}
 	return parseReconfigureJSON(plain)
 }
+
+var gzipReaders sync.Pool
 
 // readAll is io.ReadAll starting with a buffer of size bytes.
 func readAll(r io.Reader, size int64) ([]byte, error) {

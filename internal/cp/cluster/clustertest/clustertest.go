@@ -40,6 +40,10 @@ type Options struct {
 	// a byte scan, without parsing or applying: they measure the CP's
 	// fan-out rather than DP work.
 	RecvOnly bool
+	// FrameOnly DPs do not even gunzip: a frame read off the connection
+	// counts as applied (HasRoute stays false). Benchmarks use them to
+	// separate the CP's fan-out from the clients' own work.
+	FrameOnly bool
 }
 
 // LightDP is one lightweight data plane connected to a CP.
@@ -137,6 +141,13 @@ func (d *LightDP) read(ctx context.Context) {
 			return
 		}
 		recv := time.Now()
+		if d.opts.FrameOnly {
+			d.applied.Add(1)
+			if d.opts.OnApplied != nil {
+				d.opts.OnApplied(d, recv)
+			}
+			continue
+		}
 		if err := d.apply(data); err != nil {
 			d.setErr(err)
 			_ = d.conn.CloseNow()
