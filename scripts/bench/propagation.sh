@@ -10,6 +10,8 @@
 #                        decode; the setup)
 #        N=50-full-apply 3 real DPs + 47 light DPs that also parse and apply
 #                        every push (50 applies share this machine's 2 cores)
+#        N=50-frame-only 3 real DPs + 47 clients that only read each frame
+#                        (diagnostic: the CP's fan-out without client work)
 #   2. BenchmarkLargeConfig (internal/cp/cluster): 10,000 routes; CP export
 #      time, frame size, DP decode+parse+apply, write -> applied, DP heap.
 #   3. Separate processes: `kongfb serve cp` + `kongfb serve dp --cp`, a
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/../.."
 WRITES=${BENCH_WRITES:-100}
 SKIP_GO=""
 SKIP_PROC=""
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --writes) WRITES=$2; shift 2 ;;
