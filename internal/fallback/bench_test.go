@@ -49,30 +49,12 @@ func BenchmarkExportLatency(b *testing.B) {
 					// Two configs alternate, so every offer is a change.
 					cfgs := [2]*config.Config{benchConfig(b, "a", sz.services), benchConfig(b, "b", sz.services)}
 					hs := [2]string{hashOfConfig(cfgs[0]), hashOfConfig(cfgs[1])}
-					exported := make(chan ExportEvent, 1)
 					// The benchmark function runs more than once (b.N grows):
 					// each run gets its own version directory, so it starts
 					// with no lease and no history.
 					runs++
-					el, err := NewElection(ElectionOptions{Store: s, NodeID: "bench", Version: fmt.Sprintf("3.9.%d", runs), TTL: 30 * time.Second})
-					if err != nil {
-						b.Fatal(err)
-					}
-					x, err := NewExporter(ExporterOptions{Store: s, Election: el, Delay: -1, Retain: -1, OnExport: func(ev ExportEvent) { exported <- ev }})
-					if err != nil {
-						b.Fatal(err)
-					}
-					ctx, cancel := context.WithCancel(context.Background())
-					done := make(chan struct{}, 2)
-					go func() { el.Run(ctx); done <- struct{}{} }()
-					go func() { x.Run(ctx); done <- struct{}{} }()
-					defer func() { cancel(); <-done; <-done }()
-					for {
-						if _, ok := el.Leader(); ok {
-							break
-						}
-						time.Sleep(time.Millisecond)
-					}
+					x, exported, stop := benchExporter(b, s, fmt.Sprintf("3.9.%d", runs), -1)
+					defer stop()
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
 						x.Offer(cfgs[i%2], hs[i%2])
@@ -170,20 +152,8 @@ func BenchmarkColdImport(b *testing.B) {
 // Kong's config.json), then stops it.
 func exportOnce(b *testing.B, s storage.Store, cfg *config.Config) {
 	b.Helper()
-	exported := make(chan ExportEvent, 1)
-	el, err := NewElection(ElectionOptions{Store: s, NodeID: "bench", TTL: 30 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, err := NewExporter(ExporterOptions{Store: s, Election: el, Delay: -1, OnExport: func(ev ExportEvent) { exported <- ev }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { el.Run(ctx); done <- struct{}{} }()
-	go func() { x.Run(ctx); done <- struct{}{} }()
-	defer func() { cancel(); <-done; <-done }()
+	x, exported, stop := benchExporter(b, s, "", 0)
+	defer stop()
 	x.Offer(cfg, "")
 	select {
 	case ev := <-exported:
@@ -192,5 +162,37 @@ func exportOnce(b *testing.B, s storage.Store, cfg *config.Config) {
 		}
 	case <-time.After(30 * time.Second):
 		b.Fatal("no export within 30s")
+	}
+}
+
+// benchExporter runs an election and an exporter (no delay) on s under
+// version ("" = the gateway's) until the election makes it leader. Every
+// export is sent on the channel; stop ends both.
+func benchExporter(b *testing.B, s storage.Store, version string, retain int) (x *Exporter, exported <-chan ExportEvent, stop func()) {
+	b.Helper()
+	events := make(chan ExportEvent, 1)
+	el, err := NewElection(ElectionOptions{Store: s, NodeID: "bench", Version: version, TTL: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x, err = NewExporter(ExporterOptions{Store: s, Election: el, Delay: -1, Retain: retain, OnExport: func(ev ExportEvent) { events <- ev }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { el.Run(ctx); done <- struct{}{} }()
+	go func() { x.Run(ctx); done <- struct{}{} }()
+	stop = func() { cancel(); <-done; <-done }
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, ok := el.Leader(); ok {
+			return x, events, stop
+		}
+		if time.Now().After(deadline) {
+			stop()
+			b.Fatal("the benchmark exporter did not become leader within 30s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
