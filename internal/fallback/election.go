@@ -351,16 +351,7 @@ func (e *Election) Release(ctx context.Context) error {
 		e.notifyLocked()
 	}
 	e.mu.Unlock()
-	now := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
-		AcquiredAt: since.UTC(), RenewedAt: now.UTC(), ExpiresAt: now.UTC(), Released: true}
-	body, err := l.marshal()
-	if err != nil {
-		return err
-	}
-	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
-	defer cancel()
-	_, err = e.store.Put(opCtx, e.key, body, storage.PutOptions{IfMatch: etag, ContentType: "application/json"})
+	_, err := e.writeLease(ctx, term, since, e.now(), true, etag)
 	if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 		e.log.Info("[fallback config] lease already taken over; nothing to release", "term", term)
 		return nil
@@ -455,16 +446,7 @@ func (e *Election) renewStep(ctx context.Context) time.Duration {
 	e.mu.Lock()
 	term, etag, since := e.term, e.etag, e.since
 	e.mu.Unlock()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
-		AcquiredAt: since.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
-	body, err := l.marshal()
-	if err != nil {
-		e.recordErr(err)
-		return e.renew
-	}
-	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
-	info, err := e.store.Put(opCtx, e.key, body, storage.PutOptions{IfMatch: etag, ContentType: "application/json"})
-	cancel()
+	info, err := e.writeLease(ctx, term, since, start, false, etag)
 	if ctx.Err() != nil {
 		return 0
 	}
@@ -628,16 +610,7 @@ func (e *Election) takeover(ctx context.Context, etag string, released bool) tim
 	prev := e.holder
 	e.mu.Unlock()
 	start := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
-		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
-	body, err := l.marshal()
-	if err != nil {
-		e.recordErr(err)
-		return e.poll
-	}
-	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
-	info, err := e.store.Put(opCtx, e.key, body, storage.PutOptions{IfMatch: etag, ContentType: "application/json"})
-	cancel()
+	info, err := e.writeLease(ctx, term, start, start, false, etag)
 	switch {
 	case err == nil:
 		why := "the previous lease expired"
@@ -668,6 +641,30 @@ func (e *Election) takeover(ctx context.Context, etag string, released bool) tim
 	return jitter(e.poll / 2)
 }
 
+// writeLease writes this node's lease for term, held since acquired and
+// renewed at now (expiring D later, or at once when released), on the
+// condition that the lease is still version etag; etag "" creates the first
+// lease (If-None-Match: *).
+func (e *Election) writeLease(ctx context.Context, term uint64, acquired, now time.Time, released bool, etag string) (storage.ObjectInfo, error) {
+	expires := now.Add(e.hold)
+	if released {
+		expires = now
+	}
+	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
+		AcquiredAt: acquired.UTC(), RenewedAt: now.UTC(), ExpiresAt: expires.UTC(), Released: released}
+	body, err := l.marshal()
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	opts := storage.PutOptions{IfMatch: etag, ContentType: "application/json"}
+	if etag == "" {
+		opts = storage.PutOptions{IfNoneMatch: "*", ContentType: "application/json"}
+	}
+	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
+	defer cancel()
+	return e.store.Put(opCtx, e.key, body, opts)
+}
+
 // create writes the first lease.
 func (e *Election) create(ctx context.Context) time.Duration {
 	floor := e.termFloor(ctx)
@@ -675,16 +672,7 @@ func (e *Election) create(ctx context.Context) time.Duration {
 	term := max(e.maxTerm, floor) + 1
 	e.mu.Unlock()
 	start := e.now()
-	l := &Lease{Format: leaseFormat, Holder: e.nodeID, Term: term, TTLMillis: e.hold.Milliseconds(),
-		AcquiredAt: start.UTC(), RenewedAt: start.UTC(), ExpiresAt: start.Add(e.hold).UTC()}
-	body, err := l.marshal()
-	if err != nil {
-		e.recordErr(err)
-		return e.poll
-	}
-	opCtx, cancel := context.WithTimeout(ctx, e.opTimeout)
-	info, err := e.store.Put(opCtx, e.key, body, storage.PutOptions{IfNoneMatch: "*", ContentType: "application/json"})
-	cancel()
+	info, err := e.writeLease(ctx, term, start, start, false, "")
 	switch {
 	case err == nil:
 		e.becomeLeader(term, info.ETag, start, "no lease existed", "")
