@@ -6,23 +6,20 @@ package cp
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/kongfb/kongfb/internal/cp/admin"
 	"github.com/kongfb/kongfb/internal/cp/cluster"
 	"github.com/kongfb/kongfb/internal/cp/store"
+	wire "github.com/kongfb/kongfb/pkg/cluster"
 )
 
 // DefaultShutdownTimeout bounds how long Serve waits for in-flight Admin API
@@ -292,29 +289,5 @@ func IsLoopback(addr string) bool {
 // random UUID) on first use, so that GET / reports a stable id across
 // restarts as Kong does.
 func NodeID(prefix string) (string, error) {
-	path := filepath.Join(prefix, "node_id")
-	if b, err := os.ReadFile(path); err == nil {
-		id := strings.TrimSpace(string(b))
-		if _, perr := uuid.Parse(id); perr == nil {
-			return id, nil
-		}
-		return "", fmt.Errorf("node id file %s: %q is not a UUID (delete the file to get a new id)", path, id)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read node id %s: %w", path, err)
-	}
-	if err := os.MkdirAll(prefix, 0o700); err != nil {
-		return "", fmt.Errorf("create prefix %s: %w", prefix, err)
-	}
-	id, err := uuid.NewRandomFromReader(rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("generate node id: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id.String()+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write node id %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("write node id %s: %w", path, err)
-	}
-	return id.String(), nil
+	return wire.LoadOrCreateNodeID(filepath.Join(prefix, "node_id"))
 }

@@ -1,15 +1,10 @@
 package dp
 
 import (
-	"crypto/rand"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/kongfb/kongfb/pkg/cluster"
 )
 
 // SyncInfo is the hybrid-mode part of /status: how the node's link to its
@@ -118,42 +113,5 @@ const NodeIDFile = "kong.id"
 // random UUID) on first use, so that the CP sees the same node across
 // restarts, as with Kong.
 func NodeID(prefix string) (string, error) {
-	path := filepath.Join(prefix, NodeIDFile)
-	if b, err := os.ReadFile(path); err == nil {
-		id := strings.TrimSpace(string(b))
-		if _, perr := uuid.Parse(id); perr == nil {
-			return id, nil
-		}
-		return "", fmt.Errorf("node id file %s: %q is not a UUID (delete the file to get a new id)", path, id)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read node id %s: %w", path, err)
-	}
-	if err := os.MkdirAll(prefix, 0o700); err != nil {
-		return "", fmt.Errorf("create prefix %s: %w", prefix, err)
-	}
-	id, err := uuid.NewRandomFromReader(rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("generate node id: %w", err)
-	}
-	// Written atomically: a crash must not leave a half-written id that
-	// would stop the next start.
-	tmp, err := os.CreateTemp(prefix, NodeIDFile+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("write node id %s: %w", path, err)
-	}
-	_, werr := tmp.WriteString(id.String() + "\n")
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return "", fmt.Errorf("write node id %s: %w", path, werr)
-	}
-	return id.String(), nil
+	return cluster.LoadOrCreateNodeID(filepath.Join(prefix, NodeIDFile))
 }
