@@ -459,8 +459,11 @@ func (e *Election) renewStep(ctx context.Context) time.Duration {
 	switch {
 	case err == nil:
 		// The deadline may have passed without a failed renewal noticing
-		// it (a stalled process): the exporter then waits for a change.
-		wasLapsed := e.lapsed || !start.Before(e.deadline)
+		// it (a stalled process, or this renewal landing late): anyone who
+		// asked Leader() meanwhile was told no, and the exporter then waits
+		// for a change. So the deadline counts as passed if it passed
+		// before this renewal completed, not only before it started.
+		wasLapsed := e.lapsed || !now.Before(e.deadline)
 		e.etag = info.ETag
 		e.deadline = start.Add(e.hold - e.margin)
 		e.lastRenew = start
