@@ -152,6 +152,12 @@ func startDP(t *testing.T, o serveDPOptions) *runningDP {
 	o.Ready = func(a serveDPAddrs) { ready <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	// A failed test shows what the node logged (at debug level).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("DP %s logs:\n%s", o.Prefix, r.logs)
+		}
+	})
 	go func() { r.done <- runServeDP(ctx, o) }()
 	select {
 	case r.addrs = <-ready:
