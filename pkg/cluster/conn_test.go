@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -856,5 +857,40 @@ func TestReadLoopShutdown(t *testing.T) {
 	}
 	if _, err := dp.ReadFrame(context.Background()); !errors.Is(err, io.EOF) {
 		t.Fatalf("DP read: %v", err)
+	}
+}
+
+// TestReuseReadBuffer: with DialOptions.ReuseReadBuffer, ReadFrame reads
+// every frame into one buffer (a frame is valid until the next read), skips
+// text frames and enforces the read limit as gorilla's ReadMessage does.
+func TestReuseReadBuffer(t *testing.T) {
+	a, b := bytes.Repeat([]byte("a"), 3000), bytes.Repeat([]byte("b"), 1000)
+	over := make([]byte, 10000)
+	cp := startCP(t, nil, &AcceptOptions{MaxPayload: 1 << 20}, func(c *Conn, _ NodeInfo) {
+		ctx := context.Background()
+		_ = c.ws.Write(ctx, websocket.MessageText, []byte("hello")) // ignored
+		_ = c.SendReconfigure(ctx, a)
+		_ = c.SendReconfigure(ctx, b)
+		_ = c.SendReconfigure(ctx, over)
+		_ = c.ReadLoop(ctx, nil)
+	})
+	dp, err := dialDP(t, cp.wsAddr(), nil, &DialOptions{ReuseReadBuffer: true, MaxPayload: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got1, err := dp.ReadFrame(context.Background())
+	if err != nil || !bytes.Equal(got1, a) {
+		t.Fatalf("first frame: %d bytes, %v", len(got1), err)
+	}
+	got2, err := dp.ReadFrame(context.Background())
+	if err != nil || !bytes.Equal(got2, b) {
+		t.Fatalf("second frame: %d bytes, %v", len(got2), err)
+	}
+	if &got1[0] != &got2[0] {
+		t.Error("the second frame was read into a new buffer")
+	}
+	_, err = dp.ReadFrame(context.Background())
+	if err == nil || err.Error() != "frame from control plane exceeds cluster_max_payload (8192 bytes)" {
+		t.Fatalf("oversized frame: %v", err)
 	}
 }

@@ -41,6 +41,13 @@ type DialOptions struct {
 	// through with CONNECT (cluster_use_proxy).
 	Proxy  func(*http.Request) (*url.URL, error)
 	Logger *slog.Logger
+	// ReuseReadBuffer makes ReadFrame read every frame into one buffer the
+	// connection keeps: a frame is then valid only until the next
+	// ReadFrame. For readers that are done with a frame before they read
+	// the next (many simulated DPs in one process, whose garbage would
+	// otherwise set the pace of that process's GC); not for a DP that hands
+	// frames to another goroutine.
+	ReuseReadBuffer bool
 }
 
 // DPConn is a DP's sync connection to its CP (Dial). Its methods are safe
@@ -64,6 +71,10 @@ type DPConn struct {
 	reading   atomic.Int32
 	readEnded chan struct{}
 	endOnce   sync.Once
+
+	// reuse and buf: DialOptions.ReuseReadBuffer (reader only).
+	reuse bool
+	buf   []byte
 }
 
 // OutletURL builds the DP's URL: address is cluster_control_plane
@@ -131,6 +142,7 @@ func Dial(ctx context.Context, address string, tlsConf *tls.Config, node NodeInf
 		pingInterval:    withDefault(opts.PingInterval, DefaultPingInterval),
 		kick:            make(chan struct{}, 1),
 		readEnded:       make(chan struct{}),
+		reuse:           opts.ReuseReadBuffer,
 	}
 	c.init(opts.Logger, opts.MaxPayload, opts.PingWait, opts.WriteTimeout)
 	c.node = node
@@ -262,7 +274,7 @@ func (c *DPConn) ReadFrame(ctx context.Context) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { _ = c.ws.Close() })
 	defer stop()
 	for {
-		typ, data, err := c.ws.ReadMessage()
+		typ, data, err := c.readMessage()
 		if err != nil {
 			c.endOnce.Do(func() { close(c.readEnded) })
 			if e := c.endRead(ctx, err); e != nil {
@@ -275,6 +287,34 @@ func (c *DPConn) ReadFrame(ctx context.Context) ([]byte, error) {
 			return data, nil
 		}
 		c.log.Info("[clustering] received unknown (text) frame from control plane")
+	}
+}
+
+// readMessage is gorilla's ReadMessage, reading into c.buf when the
+// connection reuses its read buffer.
+func (c *DPConn) readMessage() (int, []byte, error) {
+	if !c.reuse {
+		return c.ws.ReadMessage()
+	}
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return typ, nil, err
+	}
+	b := c.buf[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			c.buf = b
+			return typ, b, nil
+		}
+		if err != nil {
+			c.buf = b
+			return typ, nil, err
+		}
 	}
 }
 

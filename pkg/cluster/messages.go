@@ -319,7 +319,11 @@ func EncodeReconfigure(m *Reconfigure, maxCompressed int64) ([]byte, error) {
 
 	var buf bytes.Buffer
 	lw := &limitWriter{w: &buf, limit: maxCompressed}
-	zw := gzip.NewWriter(lw)
+	// A compressor's state is about a megabyte: one per push per CP was
+	// most of a CP's garbage.
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(lw)
 	enc := json.NewEncoder(zw)
 	// Kong's DP decodes with cjson/simdjson; HTML escaping would only grow
 	// the payload.
@@ -355,6 +359,37 @@ func validateHashes(h map[string]string) error {
 // it; <= 0 selects DefaultMaxPayload / DefaultMaxDecompressed. A frame of
 // another type returns an error wrapping ErrNotReconfigure.
 func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reconfigure, error) {
+	plain, err := gunzipFrame(data, maxCompressed, maxDecompressed, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseReconfigureJSON(plain)
+}
+
+// ReconfigureDecoder is DecodeReconfigure gunzipping into one buffer that it
+// reuses: the ConfigTable of a message it returns is valid only until its
+// next Decode. It suits a reader that is done with each configuration
+// before the next arrives (many simulated DPs in one process, whose garbage
+// would otherwise set the pace of the process's GC).
+type ReconfigureDecoder struct {
+	// MaxCompressed and MaxDecompressed are DecodeReconfigure's limits.
+	MaxCompressed, MaxDecompressed int64
+	buf                            []byte
+}
+
+// Decode is DecodeReconfigure(data, d.MaxCompressed, d.MaxDecompressed).
+func (d *ReconfigureDecoder) Decode(data []byte) (*Reconfigure, error) {
+	plain, err := gunzipFrame(data, d.MaxCompressed, d.MaxDecompressed, d.buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	d.buf = plain
+	return parseReconfigureJSON(plain)
+}
+
+// gunzipFrame checks a reconfigure frame's size and gzip header and
+// decompresses it, appending to dst (nil: a new buffer).
+func gunzipFrame(data []byte, maxCompressed, maxDecompressed int64, dst []byte) ([]byte, error) {
 	if maxCompressed <= 0 {
 		maxCompressed = DefaultMaxPayload
 	}
@@ -384,21 +419,25 @@ func DecodeReconfigure(data []byte, maxCompressed, maxDecompressed int64) (*Reco
 	// trailer states the size (mod 2^32): reading into a buffer of that
 	// size spares the growing copies of a large config.
 	hint := int64(binary.LittleEndian.Uint32(data[len(data)-4:]))
-	plain, err := readAll(io.LimitReader(zr, maxDecompressed+1), min(hint, maxDecompressed)+1)
+	plain, err := readAll(dst, io.LimitReader(zr, maxDecompressed+1), min(hint, maxDecompressed)+1)
 	if err != nil {
 		return nil, fmt.Errorf("reconfigure frame: corrupt gzip data: %w", err)
 	}
 	if int64(len(plain)) > maxDecompressed {
 		return nil, &PayloadTooLargeError{What: "decompressed reconfigure payload", Limit: maxDecompressed, Partial: true}
 	}
-	return parseReconfigureJSON(plain)
+	return plain, nil
 }
 
 var gzipReaders sync.Pool
 
-// readAll is io.ReadAll starting with a buffer of size bytes.
-func readAll(r io.Reader, size int64) ([]byte, error) {
-	b := make([]byte, 0, max(size, 512))
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+
+// readAll is io.ReadAll appending to b, with room for size bytes made first.
+func readAll(b []byte, r io.Reader, size int64) ([]byte, error) {
+	if int64(cap(b)-len(b)) < size {
+		b = append(make([]byte, 0, int64(len(b))+max(size, 512)), b...)
+	}
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -374,4 +375,65 @@ func fakeUUID(i int) string {
 	s := strconv.Itoa(i)
 	s = strings.Repeat("0", 12-len(s)) + s
 	return "00000000-0000-4000-8000-" + s
+}
+
+// TestReconfigureDecoder: the reusing decoder returns what DecodeReconfigure
+// returns, frame after frame of different sizes, keeps its limits (and works
+// after refusing a frame), and does reuse its buffer: decoding the same
+// frame many times allocates far fewer bytes than DecodeReconfigure does.
+func TestReconfigureDecoder(t *testing.T) {
+	var d ReconfigureDecoder
+	for i, n := range []int{200, 20, 400, 0} {
+		frame, err := EncodeReconfigure(&Reconfigure{ConfigTable: benchTable(n), ConfigHash: hashA,
+			Hashes: map[string]string{"config": hashB}}, DefaultMaxPayload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := DecodeReconfigure(frame, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decode(frame)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(got.ConfigTable, want.ConfigTable) || got.ConfigHash != want.ConfigHash ||
+			got.Hashes["config"] != hashB || got.Timestamp != want.Timestamp {
+			t.Fatalf("frame %d: decoder gave %s… %s, DecodeReconfigure %s… %s", i,
+				quoteShort(string(got.ConfigTable)), got.ConfigHash, quoteShort(string(want.ConfigTable)), want.ConfigHash)
+		}
+	}
+
+	frame, err := EncodeReconfigure(&Reconfigure{ConfigTable: benchTable(50), ConfigHash: hashA}, DefaultMaxPayload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := ReconfigureDecoder{MaxDecompressed: 1000}
+	var tooBig *PayloadTooLargeError
+	if _, err := small.Decode(frame); !errors.As(err, &tooBig) || tooBig.Limit != 1000 {
+		t.Fatalf("over MaxDecompressed: %v", err)
+	}
+	if _, err := small.Decode([]byte("not gzip")); err == nil || err.Error() != "reconfigure frame is not gzip-compressed" {
+		t.Fatalf("not gzip: %v", err)
+	}
+	if m, err := d.Decode(frame); err != nil || m.ConfigHash != hashA {
+		t.Fatalf("after refusals: %v", err)
+	}
+
+	allocated := func(decode func() error) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 50 {
+			if err := decode(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	fresh := allocated(func() error { _, err := DecodeReconfigure(frame, 0, 0); return err })
+	reused := allocated(func() error { _, err := d.Decode(frame); return err })
+	if reused*4 > fresh {
+		t.Errorf("decoder allocated %d bytes for 50 frames, DecodeReconfigure %d: the buffer is not reused", reused, fresh)
+	}
 }

@@ -232,11 +232,33 @@ func ConnectNotes(cpVersion, dpVersion string, cpPlugins, dpPlugins []PluginInfo
 // presence on the DP only, in name order. Kong exempts opentelemetry 0.1.x on
 // the DP, the version it had before it followed Kong's own numbering.
 func CheckConfiguredPlugins(cpPlugins, dpPlugins []PluginInfo, configured []string) (SyncStatus, error) {
+	return NewPluginSet(cpPlugins).CheckConfigured(NewPluginSet(dpPlugins), configured)
+}
+
+// PluginSet is a node's plugin list with the versions parsed, for a CP that
+// checks every push against every connected DP (CheckConfigured): both
+// lists are fixed for a connection's lifetime, so they are parsed once.
+type PluginSet struct {
+	list     []PluginInfo
+	versions map[string]*Version // nil: unparseable version
+}
+
+// NewPluginSet parses ps's versions.
+func NewPluginSet(ps []PluginInfo) *PluginSet {
+	return &PluginSet{list: ps, versions: pluginVersions(ps)}
+}
+
+// CheckConfigured is CheckConfiguredPlugins with s as the CP's plugins.
+func (s *PluginSet) CheckConfigured(dp *PluginSet, configured []string) (SyncStatus, error) {
+	if len(configured) == 0 {
+		return SyncStatusNormal, nil
+	}
+	cpPlugins := s.list
 	want := make(map[string]bool, len(configured))
 	for _, n := range configured {
 		want[n] = true
 	}
-	cpMap, dpMap := pluginVersions(cpPlugins), pluginVersions(dpPlugins)
+	cpMap, dpMap := s.versions, dp.versions
 	seen := make(map[string]bool, len(cpPlugins))
 	for _, p := range cpPlugins {
 		if !want[p.Name] || seen[p.Name] {

@@ -22,6 +22,8 @@ type client struct {
 	mail chan *Payload
 	// sentHash is the hash of the last configuration sent (writer only).
 	sentHash string
+	// plugins is what the DP announced in basic_info, parsed once.
+	plugins *wire.PluginSet
 }
 
 func (c *client) deliver(p *Payload) {
@@ -74,7 +76,7 @@ func (s *Server) handleOutlet(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	c := &client{s: s, conn: conn, node: node, log: log, mail: make(chan *Payload, 1)}
+	c := &client{s: s, conn: conn, node: node, log: log, mail: make(chan *Payload, 1), plugins: wire.NewPluginSet(node.BasicInfo.Plugins)}
 	s.reg.connected(node, wire.SyncStatusUnknown, true)
 	// Registering and reading the payload under one lock: either this DP
 	// sees the newest payload here, or install() sees this DP.
@@ -146,7 +148,7 @@ func (c *client) send(ctx context.Context, p *Payload) error {
 		s.reg.setStatus(c.node.ID, wire.SyncStatusNormal)
 		return nil
 	}
-	if status, err := wire.CheckConfiguredPlugins(s.opts.Plugins, c.node.BasicInfo.Plugins, p.Plugins); err != nil {
+	if status, err := s.plugins.CheckConfigured(c.plugins, p.Plugins); err != nil {
 		// Kong skips this configuration for this DP but keeps it connected:
 		// it may get the next one.
 		c.log.Warn("[clustering] unable to send updated configuration to data plane: "+err.Error(), "config_hash", p.Hash)

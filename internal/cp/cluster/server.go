@@ -103,6 +103,9 @@ type Server struct {
 	// parser turns the stored rows into the configuration on every export,
 	// reusing the rows unchanged since the previous one (push loop only).
 	parser config.Reparser
+	// plugins is opts.Plugins with the versions parsed, for the per-push
+	// plugin checks.
+	plugins *wire.PluginSet
 }
 
 // New checks the options and loads the certificates; nothing listens until
@@ -159,6 +162,7 @@ func New(opts Options) (*Server, error) {
 	}
 	return &Server{
 		opts:    opts,
+		plugins: wire.NewPluginSet(opts.Plugins),
 		log:     opts.Logger,
 		tlsConf: tlsConf,
 		reg:     NewRegistry(opts.PurgeDelay),

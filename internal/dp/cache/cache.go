@@ -422,7 +422,10 @@ func (c *Cache) writeAtomic(fill func(io.Writer) error) error {
 	if writeHook != nil {
 		w = &partialWriter{w: tmp}
 	}
-	bw := bufio.NewWriterSize(w, 256<<10)
+	// fill writes a short header and the payload, already in memory: the
+	// buffer only joins the header's writes (it used to be 256 KiB, zeroed
+	// on every push).
+	bw := bufio.NewWriterSize(w, 4<<10)
 	if err := fill(bw); err != nil {
 		return fail("write", err)
 	}

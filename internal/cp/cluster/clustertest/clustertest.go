@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +40,10 @@ type Options struct {
 	OnApplied func(d *LightDP, receivedAt time.Time)
 	// RecvOnly DPs only gunzip each frame and find the route names in it by
 	// a byte scan, without parsing or applying: they measure the CP's
-	// fan-out rather than DP work.
+	// fan-out rather than DP work. They reuse their buffers (frame and
+	// decompressed JSON): a real DP runs on its own heap, and the garbage of
+	// dozens of simulated ones would set the pace of the GC of the process
+	// they share with the CP and the real DPs under test.
 	RecvOnly bool
 	// FrameOnly DPs do not even gunzip: a frame read off the connection
 	// counts as applied (HasRoute stays false). Benchmarks use them to
@@ -52,10 +57,11 @@ type LightDP struct {
 	engine   *proxy.Engine
 	parser   config.Reparser // as a real DP parses pushes
 	opts     Options
-	routes   atomic.Pointer[map[string]bool]
-	hash     atomic.Value // string
-	applied  atomic.Int64 // count
-	took     atomic.Int64 // last decode+parse+apply, ns
+	routes   atomic.Pointer[nameSet]
+	decoder  wire.ReconfigureDecoder // RecvOnly
+	hash     atomic.Value            // string
+	applied  atomic.Int64            // count
+	took     atomic.Int64            // last decode+parse+apply, ns
 	errMu    sync.Mutex
 	err      error
 	cancel   context.CancelFunc
@@ -112,7 +118,7 @@ func Start(tb testing.TB, addr string, tlsOpts wire.TLSOptions, o Options) *Ligh
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	conn, err := wire.Dial(ctx, addr, tc, wire.NodeInfo{ID: o.ID, Hostname: "light-" + o.ID[:8], Version: o.Version},
-		wire.NewBasicInfo(o.Plugins, nil, o.Labels), nil)
+		wire.NewBasicInfo(o.Plugins, nil, o.Labels), &wire.DialOptions{ReuseReadBuffer: true})
 	if err != nil {
 		cancel()
 		tb.Fatalf("light DP: %v", err)
@@ -122,8 +128,7 @@ func Start(tb testing.TB, addr string, tlsOpts wire.TLSOptions, o Options) *Ligh
 		engine: proxy.New(proxy.Options{Logger: slog.New(slog.DiscardHandler)}),
 	}
 	d.hash.Store(wire.EmptyHash)
-	empty := map[string]bool{}
-	d.routes.Store(&empty)
+	d.routes.Store(&nameSet{})
 	go func() { _ = conn.Keepalive(ctx, d.Hash) }()
 	go d.read(ctx)
 	tb.Cleanup(d.Close)
@@ -163,14 +168,19 @@ func (d *LightDP) read(ctx context.Context) {
 }
 
 func (d *LightDP) apply(data []byte) error {
-	m, err := wire.DecodeReconfigure(data, 0, 0)
-	if err != nil {
-		return fmt.Errorf("light DP: decode: %w", err)
-	}
-	names := map[string]bool{}
+	names := nameSet{hashes: make([]uint64, 0, len(d.routes.Load().hashes))}
 	if d.opts.RecvOnly {
-		scanNames(m.ConfigTable, names)
+		m, err := d.decoder.Decode(data)
+		if err != nil {
+			return fmt.Errorf("light DP: decode: %w", err)
+		}
+		names.scan(m.ConfigTable)
+		d.hash.Store(m.ConfigHash)
 	} else {
+		m, err := wire.DecodeReconfigure(data, 0, 0)
+		if err != nil {
+			return fmt.Errorf("light DP: decode: %w", err)
+		}
 		cfg, err := d.parser.ParseJSON(m.ConfigTable, "config_table")
 		if err != nil {
 			return fmt.Errorf("light DP: parse: %w", err)
@@ -180,18 +190,36 @@ func (d *LightDP) apply(data []byte) error {
 		}
 		for _, r := range cfg.Routes {
 			if r.Name != nil {
-				names[*r.Name] = true
+				names.add([]byte(*r.Name))
 			}
 		}
+		d.hash.Store(m.ConfigHash)
 	}
+	names.seal()
 	d.routes.Store(&names)
-	d.hash.Store(m.ConfigHash)
 	return nil
 }
 
-// scanNames collects every "name":"…" value of a JSON document: enough to
-// tell which routes a config holds without parsing it.
-func scanNames(doc []byte, into map[string]bool) {
+// nameSet holds the names in a configuration as sorted 64-bit hashes: no
+// string per name is kept, so a simulated DP's per-push garbage is one small
+// slice. (A collision would make HasRoute true for a name that is not
+// there; at 2^-64 per pair, benchmarks do not meet one.)
+type nameSet struct{ hashes []uint64 }
+
+var nameSeed = maphash.MakeSeed()
+
+func (s *nameSet) add(name []byte) { s.hashes = append(s.hashes, maphash.Bytes(nameSeed, name)) }
+
+func (s *nameSet) seal() { slices.Sort(s.hashes) }
+
+func (s *nameSet) has(name string) bool {
+	_, ok := slices.BinarySearch(s.hashes, maphash.String(nameSeed, name))
+	return ok
+}
+
+// scan adds every "name":"…" value of a JSON document: enough to tell
+// which routes a config holds without parsing it.
+func (s *nameSet) scan(doc []byte) {
 	key := []byte(`"name":"`)
 	for {
 		i := bytes.Index(doc, key)
@@ -203,7 +231,7 @@ func scanNames(doc []byte, into map[string]bool) {
 		if j < 0 {
 			return
 		}
-		into[string(doc[:j])] = true
+		s.add(doc[:j])
 		doc = doc[j:]
 	}
 }
@@ -234,7 +262,7 @@ func (d *LightDP) Hash() string { return d.hash.Load().(string) }
 
 // HasRoute reports whether the applied configuration holds a route of
 // that name.
-func (d *LightDP) HasRoute(name string) bool { return (*d.routes.Load())[name] }
+func (d *LightDP) HasRoute(name string) bool { return d.routes.Load().has(name) }
 
 // Applied counts the configurations applied.
 func (d *LightDP) Applied() int64 { return d.applied.Load() }
