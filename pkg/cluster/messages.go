@@ -324,11 +324,7 @@ func EncodeReconfigure(m *Reconfigure, maxCompressed int64) ([]byte, error) {
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
 	zw.Reset(lw)
-	enc := json.NewEncoder(zw)
-	// Kong's DP decodes with cjson/simdjson; HTML escaping would only grow
-	// the payload.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&msg); err != nil {
+	if err := writeReconfigure(zw, &msg); err != nil {
 		var tooBig *PayloadTooLargeError
 		if errors.As(err, &tooBig) {
 			return nil, fmt.Errorf("encode reconfigure: %w (cluster_max_payload)", err)
@@ -343,6 +339,50 @@ func EncodeReconfigure(m *Reconfigure, maxCompressed int64) ([]byte, error) {
 		return nil, fmt.Errorf("encode reconfigure: gzip: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeReconfigure writes msg as JSON, with the members in Reconfigure's
+// field order, as json.Encoder would. It writes the envelope around
+// config_table itself: json.Encoder would compact the table, most of the
+// frame, into a growing buffer on every push. The table is checked with
+// json.Valid instead, so an invalid one is still refused.
+func writeReconfigure(w io.Writer, msg *Reconfigure) error {
+	if !json.Valid(msg.ConfigTable) {
+		return errors.New("config_table is not valid JSON")
+	}
+	var head bytes.Buffer
+	head.WriteString(`{"type":"` + msg.Type + `"`) // TypeReconfigure, checked by the caller
+	if msg.Timestamp != 0 {
+		ts, err := json.Marshal(msg.Timestamp)
+		if err != nil {
+			return fmt.Errorf("timestamp: %w", err)
+		}
+		head.WriteString(`,"timestamp":`)
+		head.Write(ts)
+	}
+	head.WriteString(`,"config_table":`)
+	var tail bytes.Buffer
+	if msg.ConfigHash != "" {
+		tail.WriteString(`,"config_hash":"` + msg.ConfigHash + `"`) // 32 hex digits, checked by the caller
+	}
+	if len(msg.Hashes) > 0 {
+		tail.WriteString(`,"hashes":`)
+		enc := json.NewEncoder(&tail)
+		// Kong's DP decodes with cjson/simdjson; HTML escaping would only
+		// grow the payload.
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(msg.Hashes); err != nil {
+			return fmt.Errorf("hashes: %w", err)
+		}
+		tail.Truncate(tail.Len() - 1) // Encode's newline
+	}
+	tail.WriteString("}\n")
+	for _, b := range [][]byte{head.Bytes(), msg.ConfigTable, tail.Bytes()} {
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validateHashes(h map[string]string) error {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"runtime"
 	"strconv"
 	"strings"
@@ -435,5 +436,35 @@ func TestReconfigureDecoder(t *testing.T) {
 	reused := allocated(func() error { _, err := d.Decode(frame); return err })
 	if reused*4 > fresh {
 		t.Errorf("decoder allocated %d bytes for 50 frames, DecodeReconfigure %d: the buffer is not reused", reused, fresh)
+	}
+}
+
+// TestWriteReconfigureMatchesEncoder: the hand-written envelope is what
+// json.Encoder (no HTML escaping) writes for the same message, for a
+// compact table (the encoder would also compact a spaced one).
+func TestWriteReconfigureMatchesEncoder(t *testing.T) {
+	for _, m := range []Reconfigure{
+		{Type: TypeReconfigure, ConfigTable: json.RawMessage(`{}`)},
+		{Type: TypeReconfigure, ConfigTable: benchTable(3), ConfigHash: hashA},
+		{Type: TypeReconfigure, Timestamp: 1795336851.123456, ConfigTable: json.RawMessage(`{"a":"<&>"}`),
+			ConfigHash: hashA, Hashes: map[string]string{"routes": hashB, "config": hashA, "<x>": hashB}},
+		{Type: TypeReconfigure, Timestamp: 1e21, ConfigTable: json.RawMessage(`{"b":[1,2]}`), Hashes: map[string]string{}},
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(&m); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := writeReconfigure(&got, &m); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("writeReconfigure:\n%s\njson.Encoder:\n%s", got.String(), want.String())
+		}
+	}
+	if err := writeReconfigure(io.Discard, &Reconfigure{Type: TypeReconfigure, ConfigTable: json.RawMessage(`{"a":}`)}); err == nil {
+		t.Error("an invalid config_table was written")
 	}
 }
