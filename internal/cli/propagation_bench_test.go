@@ -28,12 +28,12 @@ import (
 // also parse and apply it like a DP, but have no listener. Everything shares
 // this process and the machine's cores.
 //
-// Each benchmark iteration is ONE write: run with -benchtime 100x for 100
+// Each benchmark iteration is ONE write: run with -benchtime 300x for 300
 // writes (scripts/bench/propagation.sh does). Reported: p50/p99/max over
 // the writes, the Admin API write time, and for light DPs when the last of
 // them had the frame in hand (the CP's fan-out).
 //
-//	go test -run '^$' -bench BenchmarkPropagation -benchtime 100x ./internal/cli/
+//	go test -run '^$' -bench BenchmarkPropagation -benchtime 300x ./internal/cli/
 
 func BenchmarkPropagation(b *testing.B) {
 	b.Run("N=1", func(b *testing.B) { benchPropagation(b, 1, 0, lightApply) })
