@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,14 +61,20 @@ type serveCPOptions struct {
 	// Ready, if set, is called once every listener is bound (tests listen on
 	// port 0 and learn the ports here).
 	Ready func(serveCPAddrs)
+	// ReadyFile (--ready-file), if set, is written atomically with the
+	// bound addresses (JSON) at the same moment, for a parent process
+	// that started this one on port 0 (`kongfb drill`).
+	ReadyFile string
 }
 
-// serveCPAddrs are the bound addresses of a running control plane.
+// serveCPAddrs are the bound addresses of a running control plane. The
+// JSON form is the content of --ready-file.
 type serveCPAddrs struct {
-	Admin  []string
-	Status []string
+	PID    int      `json:"pid"`
+	Admin  []string `json:"admin_listen"`
+	Status []string `json:"status_listen"`
 	// Cluster is the cluster listener ("" for an Admin-only CP).
-	Cluster string
+	Cluster string `json:"cluster_listen"`
 }
 
 // serveCPEnv maps flags to Kong's environment names.
@@ -186,7 +193,49 @@ reuseport and backlog=N are accepted and ignored, ssl is refused.`,
 	f.Int64Var(&o.ClusterMaxPayload, "cluster-max-payload", wire.DefaultMaxPayload, "largest (compressed) configuration frame, bytes; at least 4194304 [KONG_CLUSTER_MAX_PAYLOAD]")
 	f.Var(&purgeDelay, "cluster-data-plane-purge-delay", "how long a data plane stays in /clustering/data-planes after it was last seen (seconds or a duration; at least 60) [KONG_CLUSTER_DATA_PLANE_PURGE_DELAY]")
 	addFallbackFlags(f, &o.Fallback, false)
+	f.StringVar(&o.ReadyFile, "ready-file", "", "once every listener is bound, write the bound addresses and the pid to this file as JSON (atomically), for a parent that starts the CP on port 0")
 	return cmd
+}
+
+// writeReadyFile replaces path atomically with v as JSON (--ready-file of
+// serve cp and serve dp): a reader sees no file or the whole document.
+func writeReadyFile(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("ready file %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("ready file %s: %w", path, err)
+	}
+	_, werr := f.Write(append(b, '\n'))
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("ready file %s: %w", path, werr)
+	}
+	return nil
+}
+
+// prepareReadyFile checks that the ready file's directory exists (a usage
+// error otherwise) and removes a ready file left by an earlier process, so
+// that the file never announces addresses nobody listens on any more.
+func prepareReadyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--ready-file %s: directory %s does not exist", path, filepath.Dir(path))}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("--ready-file %s: remove the stale one: %w", path, err)}
+	}
+	return nil
 }
 
 // runServeCP runs a control plane until ctx is cancelled. Errors are
@@ -213,6 +262,9 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 		}
 	}
 
+	if err := prepareReadyFile(o.ReadyFile); err != nil {
+		return err
+	}
 	clusterOpts, err := clusterOptions(o, log)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
@@ -318,8 +370,18 @@ func runServeCP(ctx context.Context, o serveCPOptions) error {
 	if clusterOpts != nil && st.Backend() == store.BackendSQLite {
 		log.Info("hybrid mode on SQLite: run one control plane per database file; for several control planes use PostgreSQL")
 	}
+	ready := serveCPAddrs{PID: os.Getpid(), Admin: srv.AdminAddrs(), Status: srv.StatusAddrs(), Cluster: srv.ClusterAddr()}
+	if o.ReadyFile != "" {
+		if err := writeReadyFile(o.ReadyFile, ready); err != nil {
+			// Serve on an ended context only shuts the bound listeners.
+			sctx, cancel := context.WithCancel(ctx)
+			cancel()
+			_ = srv.Serve(sctx)
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+	}
 	if o.Ready != nil {
-		o.Ready(serveCPAddrs{Admin: srv.AdminAddrs(), Status: srv.StatusAddrs(), Cluster: srv.ClusterAddr()})
+		o.Ready(ready)
 	}
 	if err := srv.Serve(ctx); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}

@@ -70,12 +70,18 @@ type serveDPOptions struct {
 	// configuration is applied, with the bound addresses (tests listen on
 	// port 0 and learn the ports here).
 	Ready func(serveDPAddrs)
+	// ReadyFile (--ready-file), if set, is written atomically with the
+	// bound addresses (JSON) at the same moment, for a parent process
+	// that started this one on port 0 (`kongfb drill`).
+	ReadyFile string
 }
 
-// serveDPAddrs are the bound addresses of a running data plane.
+// serveDPAddrs are the bound addresses of a running data plane. The JSON
+// form is the content of --ready-file.
 type serveDPAddrs struct {
-	Proxy  []string // empty when proxy_listen is off
-	Status string   // "" when status_listen is off
+	PID    int      `json:"pid"`
+	Proxy  []string `json:"proxy_listen"`  // empty when proxy_listen is off
+	Status string   `json:"status_listen"` // "" when status_listen is off
 }
 
 // serveDPEnv maps flags to Kong's environment names.
@@ -270,6 +276,7 @@ proxy_protocol are refused.`,
 	f.Var(&cacheEncrypt, "cache-encrypt", "encrypt the config cache with a key derived from --cluster-cert-key (AES-256-GCM)")
 	f.Lookup("cache-encrypt").NoOptDefVal = "on"
 	addFallbackFlags(f, &o.Fallback, true)
+	f.StringVar(&o.ReadyFile, "ready-file", "", "once every listener is bound, write the bound addresses and the pid to this file as JSON (atomically), for a parent that starts the DP on port 0")
 	return cmd
 }
 
@@ -280,6 +287,9 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := prepareReadyFile(o.ReadyFile); err != nil {
+		return err
 	}
 	proxyListens, err := dp.ParseListen("proxy_listen", o.ProxyListen)
 	if err != nil {
@@ -475,7 +485,7 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 			_ = ln.Close()
 		}
 	}
-	addrs := serveDPAddrs{}
+	addrs := serveDPAddrs{PID: os.Getpid()}
 	for _, l := range proxyListens {
 		ln, err := net.Listen("tcp", l.Addr)
 		if err != nil {
@@ -509,6 +519,15 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 		// The sync client must be gone before the cache is closed: an apply
 		// in progress finishes and writes the cache first.
 		defer func() { cancelClient(); <-clientDone }()
+	}
+	if o.ReadyFile != "" {
+		if err := writeReadyFile(o.ReadyFile, addrs); err != nil {
+			closeAll()
+			if statusLn != nil {
+				_ = statusLn.Close()
+			}
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
 	}
 	if o.Ready != nil {
 		o.Ready(addrs)
