@@ -92,8 +92,14 @@ type Client struct {
 
 	// cachedHash is the hash of the configuration last written to (or read
 	// from) the cache, so that an unchanged push after a failed cache write
-	// retries the write. Only the applier goroutine touches it.
+	// retries the write. Only the cache writer (cacheLoop) touches it once
+	// Run has started.
 	cachedHash string
+	// toCache is the newest applied configuration not yet written to the
+	// cache (cacheLoop writes it).
+	toCache cacheBox
+	// cacheWrite is Options.Cache.Write (tests substitute a slow disk).
+	cacheWrite func(doc []byte, m cache.Meta) error
 
 	// parser reuses the validated entities of the previous push: a push
 	// usually changes a few entities of many.
@@ -136,12 +142,16 @@ func New(opts Options) (*Client, error) {
 	if opts.ReconnectMax < opts.ReconnectMin {
 		return nil, fmt.Errorf("reconnect delay: maximum %s is below minimum %s", opts.ReconnectMax, opts.ReconnectMin)
 	}
-	c := &Client{o: opts, log: opts.Logger, now: opts.Now, firstDone: make(chan struct{})}
+	c := &Client{o: opts, log: opts.Logger, now: opts.Now, firstDone: make(chan struct{}),
+		toCache: cacheBox{ready: make(chan struct{}, 1)}}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if opts.Cache != nil {
+		c.cacheWrite = opts.Cache.Write
 	}
 	return c, nil
 }
@@ -169,8 +179,12 @@ func (c *Client) settleFirst(err error) {
 func (c *Client) SetCachedHash(h string) { c.cachedHash = h }
 
 // Run keeps the node synced with the CP until ctx ends, reconnecting after
-// every failure. It returns nil once ctx is cancelled.
+// every failure. It returns nil once ctx is cancelled, after the cache
+// holds the last configuration applied.
 func (c *Client) Run(ctx context.Context) error {
+	stopCache, cacheDone := make(chan struct{}), make(chan struct{})
+	go c.cacheLoop(stopCache, cacheDone)
+	defer func() { close(stopCache); <-cacheDone }()
 	first := true
 	for {
 		err := c.session(ctx, first)
@@ -383,12 +397,71 @@ func (c *Client) reject(hash string, err error) {
 	c.o.Node.ReportError(err)
 }
 
+// writeCache hands an applied configuration to the cache writer. The
+// apply path never waits for the disk (compression, fsync, rename): the
+// next push is applied while the previous one is being written. Only the
+// newest configuration waits: the cache holds the last good configuration,
+// and one superseded before its turn need not reach the disk.
 func (c *Client) writeCache(doc []byte, hash string) {
-	if c.o.Cache == nil || hash == c.cachedHash {
+	if c.cacheWrite == nil {
+		return
+	}
+	c.toCache.put(doc, hash)
+}
+
+// cacheLoop writes what writeCache hands over until stop is closed, and
+// then whatever is still pending, so that a stopped client leaves the
+// cache with the last configuration it applied.
+func (c *Client) cacheLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-c.toCache.ready:
+			if doc, hash, ok := c.toCache.take(); ok {
+				c.persist(doc, hash)
+			}
+		case <-stop:
+			if doc, hash, ok := c.toCache.take(); ok {
+				c.persist(doc, hash)
+			}
+			return
+		}
+	}
+}
+
+// cacheBox holds the newest configuration not yet written to the cache.
+type cacheBox struct {
+	mu    sync.Mutex
+	doc   []byte
+	hash  string
+	ready chan struct{}
+}
+
+func (b *cacheBox) put(doc []byte, hash string) {
+	b.mu.Lock()
+	b.doc, b.hash = doc, hash
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (b *cacheBox) take() ([]byte, string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	doc, hash := b.doc, b.hash
+	b.doc, b.hash = nil, ""
+	return doc, hash, doc != nil
+}
+
+// persist writes one configuration to the cache (cacheLoop only).
+func (c *Client) persist(doc []byte, hash string) {
+	if hash == c.cachedHash {
 		return
 	}
 	start := time.Now()
-	if err := c.o.Cache.Write(doc, cache.Meta{ConfigHash: hash, Source: dp.SourceCP, Origin: c.o.Address}); err != nil {
+	if err := c.cacheWrite(doc, cache.Meta{ConfigHash: hash, Source: dp.SourceCP, Origin: c.o.Address}); err != nil {
 		c.log.Error("[clustering] cannot write the config cache; the node keeps serving but a restart without the control plane would not find this configuration",
 			"path", c.o.Cache.Path(), "error", err)
 		c.o.Node.ReportError(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,6 +284,11 @@ func TestBadConfigIsRejectedAndOldOneKept(t *testing.T) {
 	}
 	r.start(t)
 	awaitCP(t, r.cp, "the first hash", func(s *cptest.Server) bool { return s.Hash(nodeID) == hash })
+	// The cache is written after the apply, off the apply path.
+	waitFor(t, "the good config to be cached", func() bool {
+		e, err := r.cache.Load()
+		return err == nil && e.Header.ConfigHash == hash
+	})
 
 	badHash := strings.Repeat("b", 32)
 	if err := r.cp.SetConfig([]byte(invalidDoc), badHash); err != nil {
@@ -749,4 +755,69 @@ func TestDeadLinkDetected(t *testing.T) {
 	f.frozen.Store(false)
 	waitFor(t, "the reconnection", func() bool { return r.node.Sync().Connected && r.node.Sync().LinkError == "" })
 	awaitCP(t, r.cp, "a second connection", func(s *cptest.Server) bool { return s.Accepted() >= 2 })
+}
+
+// TestCacheWriteOffApplyPath: a slow disk does not hold up applies. While
+// the cache write of one configuration blocks, the next ones are applied;
+// only the newest of them is written after it (the cache holds the last
+// good configuration, not a history); and a stopped client returns only
+// after the cache holds the last configuration it applied.
+func TestCacheWriteOffApplyPath(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	var (
+		mu      sync.Mutex
+		written []string
+	)
+	gate := make(chan struct{})
+	entered := make(chan string, 16)
+	write := r.client.cacheWrite
+	r.client.cacheWrite = func(doc []byte, m cache.Meta) error {
+		entered <- m.ConfigHash
+		<-gate
+		mu.Lock()
+		written = append(written, m.ConfigHash)
+		mu.Unlock()
+		return write(doc, m)
+	}
+	push := func(path string) string {
+		t.Helper()
+		_, doc, hash := configFor(t, path)
+		if err := r.cp.SetConfig(doc, hash); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the apply of "+path, func() bool { return r.node.State().Hash == hash })
+		return hash
+	}
+	r.start(t)
+	a := push("/a")
+	if got := <-entered; got != a {
+		t.Fatalf("first cache write is %s, want %s", got, a)
+	}
+	// The write of /a is blocked: /b and /c are applied all the same.
+	push("/b")
+	c := push("/c")
+	gate <- struct{}{} // /a's write completes
+	if got := <-entered; got != c {
+		t.Fatalf("second cache write is %s, want the newest (%s); /b was superseded", got, c)
+	}
+	gate <- struct{}{}
+	waitFor(t, "the write of /c", func() bool { mu.Lock(); defer mu.Unlock(); return len(written) == 2 })
+
+	// Stopping while a write is pending: Run returns after it.
+	d := push("/d")
+	if got := <-entered; got != d {
+		t.Fatalf("third cache write is %s, want %s", got, d)
+	}
+	stopped := make(chan struct{})
+	go func() { r.stop(t); close(stopped) }()
+	close(gate)
+	<-stopped
+	if e, err := r.cache.Load(); err != nil || e.Header.ConfigHash != d {
+		t.Fatalf("cache after stop: %v %v, want %s", e, err, d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{a, c, d}; !slices.Equal(written, want) {
+		t.Errorf("cache writes %v, want %v", written, want)
+	}
 }
