@@ -925,100 +925,11 @@ func checkFallback(fo fallbackOptions, hybrid bool, role string, log *slog.Logge
 	s := &fallbackSetup{fo: fo, loc: loc}
 
 	// Keys and secrets: load them now so that a bad file stops the start.
-	recipients := append([]string(nil), fo.Recipients...)
-	if fo.RecipientsFile != "" {
-		rs, err := readRecipientsFile(fo.RecipientsFile)
-		if err != nil {
-			return nil, err
-		}
-		recipients = append(recipients, rs...)
+	snapOpts, verify, err := loadSnapshotKeys(fo, log)
+	if err != nil {
+		return nil, err
 	}
-	passphrase := ""
-	if fo.PassphraseFile != "" {
-		b, err := os.ReadFile(fo.PassphraseFile)
-		if err != nil {
-			return nil, fmt.Errorf("--snapshot-passphrase-file: %w", err)
-		}
-		if passphrase = strings.TrimRight(string(b), "\r\n"); passphrase == "" {
-			return nil, fmt.Errorf("--snapshot-passphrase-file %s is empty", fo.PassphraseFile)
-		}
-	}
-	unused := func(flag, side string) {
-		log.Warn("fallback config: "+flag+" is only used by an "+side+"; ignoring it", "export", fo.Export, "import", fo.Import)
-	}
-	if fo.Export {
-		if passphrase != "" && len(recipients) > 0 {
-			return nil, errors.New("--snapshot-passphrase-file cannot be combined with age recipients (--snapshot-recipient, --snapshot-recipients-file): age allows a passphrase only on its own")
-		}
-		if len(recipients) > 0 {
-			if _, _, err := snapshot.ParseRecipients(recipients); err != nil {
-				return nil, fmt.Errorf("--snapshot-recipient: %w", err)
-			}
-		}
-		s.snapOpts = snapshot.Options{Recipients: recipients, Passphrase: passphrase}
-		if fo.SigningKeyFile != "" {
-			k, err := snapshot.LoadSigningKey(fo.SigningKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("--snapshot-signing-key: %w", err)
-			}
-			s.snapOpts.SigningKey = k
-		}
-		if s.snapOpts.Encrypted() && !fo.KongCompatiblePlaintext {
-			log.Info("fallback config: snapshots are encrypted, so Kong's plain config.json is not written (--kong-compatible-plaintext writes it too)")
-		}
-	} else {
-		if len(recipients) > 0 {
-			unused("--snapshot-recipient", "exporter (--export)")
-		}
-		if fo.SigningKeyFile != "" {
-			unused("--snapshot-signing-key", "exporter (--export)")
-		}
-	}
-	if fo.Import {
-		s.verify.Passphrase = passphrase
-		for _, p := range fo.IdentityFiles {
-			ids, err := snapshot.LoadIdentities(p)
-			if err != nil {
-				return nil, fmt.Errorf("--snapshot-identity-file: %w", err)
-			}
-			s.verify.Identities = append(s.verify.Identities, ids...)
-		}
-		for _, v := range fo.TrustedKeys {
-			if strings.HasPrefix(strings.TrimSpace(v), snapshot.PublicKeyPrefix) {
-				k, err := snapshot.ParsePublicKey(strings.TrimSpace(v))
-				if err != nil {
-					return nil, fmt.Errorf("--snapshot-trusted-key: %w", err)
-				}
-				s.verify.TrustedSignerKeys = append(s.verify.TrustedSignerKeys, k)
-				continue
-			}
-			ks, err := snapshot.LoadPublicKeys(v)
-			if err != nil {
-				return nil, fmt.Errorf("--snapshot-trusted-key: %w", err)
-			}
-			s.verify.TrustedSignerKeys = append(s.verify.TrustedSignerKeys, ks...)
-		}
-		switch strings.ToLower(strings.TrimSpace(fo.VersionPolicy)) {
-		case "", "same-minor", "minor":
-			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchMinor}
-		case "exact":
-			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchExact}
-		case "any":
-			s.verify.VersionPolicy = snapshot.VersionPolicy{Match: snapshot.MatchAny}
-		default:
-			return nil, fmt.Errorf("--snapshot-version-policy %q: want same-minor, exact or any", fo.VersionPolicy)
-		}
-	} else {
-		if len(fo.IdentityFiles) > 0 {
-			unused("--snapshot-identity-file", "importer (--import)")
-		}
-		if len(fo.TrustedKeys) > 0 {
-			unused("--snapshot-trusted-key", "importer (--import)")
-		}
-		if fo.PreferNewest {
-			unused("--prefer-newest", "importer (--import)")
-		}
-	}
+	s.snapOpts, s.verify = snapOpts, verify
 	return s, nil
 }
 
