@@ -28,12 +28,13 @@ const ScenarioCPOutage = "cp-outage"
 // Scenario is a drill kongfb can run.
 type Scenario struct {
 	Name        string `json:"name"`
+	Summary     string `json:"summary"`
 	Description string `json:"description"`
 }
 
 // Scenarios lists the drills, in the order `kongfb drill` shows them.
 func Scenarios() []Scenario {
-	return []Scenario{{Name: ScenarioCPOutage, Description: cpOutageDescription}}
+	return []Scenario{{Name: ScenarioCPOutage, Summary: "kill the CP under traffic: running, fresh and restarted DPs keep serving, then reconverge", Description: cpOutageDescription}}
 }
 
 const cpOutageDescription = "The control plane is killed (SIGKILL) while a data plane serves traffic: " +
@@ -260,6 +261,11 @@ func RunCPOutage(ctx context.Context, o CPOutageOptions) (*Report, error) {
 	if err != nil {
 		d.rep.AbortReason = err.Error()
 		d.event("", "drill aborted", err.Error())
+		if ctx.Err() == nil && d.cp != nil && !d.gapFor(err) {
+			// Whatever failed went through the CP's Admin API or cluster
+			// listener: its log is where to look first.
+			d.gap("drill aborted in the "+d.phase+" phase", err.Error(), d.cp)
+		}
 	}
 	d.finishTraffic()
 	d.phase = PhaseEnd
@@ -358,6 +364,16 @@ func (d *cpOutage) gap(step, observed string, c *child) {
 		g.Log, g.LogTail = c.logPath, c.logTail(15)
 	}
 	d.rep.Gaps = append(d.rep.Gaps, g)
+}
+
+// gapFor reports whether a gap already describes err.
+func (d *cpOutage) gapFor(err error) bool {
+	for _, g := range d.rep.Gaps {
+		if strings.Contains(err.Error(), g.Observed) {
+			return true
+		}
+	}
+	return false
 }
 
 // observe is how long a measurement is followed: past its tolerance, so
