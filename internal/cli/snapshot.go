@@ -30,6 +30,7 @@ compressed history <prefix>/<version>/snapshots/<time>-<hash>-<sha>.snap
   ls        list the objects with their version, time, config hash, size,
             encryption and signature (--verify: verify each fully)
   verify    verify one object (storage key, --latest, or a local file)
+  export    write a new snapshot from a config file or a running CP
 
 --storage takes the serve commands' storage URL (s3://bucket/prefix or
 file:///dir; KONG_CLUSTER_FALLBACK_CONFIG_STORAGE) and the keys take the same
@@ -49,6 +50,7 @@ Exit codes: 0 success, 1 failure (an object does not verify, storage error),
 	cmd.AddCommand(
 		newSnapshotLsCommand(a),
 		newSnapshotVerifyCommand(a),
+		newSnapshotExportCommand(a),
 	)
 	return cmd
 }

@@ -82,7 +82,7 @@ An empty storage lists nothing and exits 0.`,
 					_, err := fmt.Fprintf(w, "no fallback objects in %s\n", st)
 					return err
 				}
-				headers := []string{"KEY", "KIND", "VERSION", "TIME (UTC)", "CONFIG HASH", "SIZE", "ENCRYPTED", "SIGNED"}
+				headers := []string{"KEY", "KIND", "VERSION", "TIME", "CONFIG HASH", "SIZE", "ENCRYPTED", "SIGNED"}
 				if verify {
 					headers = append(headers, "VERIFIED")
 				}
@@ -125,7 +125,7 @@ An empty storage lists nothing and exits 0.`,
 func lsRow(ok, fail func(string) string, e snapshotops.Entry, verify bool) []string {
 	t := "-"
 	if tm := e.Time(); !tm.IsZero() {
-		t = tm.UTC().Format("2006-01-02 15:04:05.000")
+		t = tm.UTC().Format("2006-01-02T15:04:05.000Z")
 	}
 	hash := e.ConfigHash
 	if hash == "" {

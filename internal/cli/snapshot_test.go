@@ -3,12 +3,17 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kongfb/kongfb/internal/cp/admin"
+	"github.com/kongfb/kongfb/internal/cp/store/storetest"
 	"github.com/kongfb/kongfb/pkg/config"
 	"github.com/kongfb/kongfb/pkg/snapshot"
 	"github.com/kongfb/kongfb/pkg/storage"
@@ -228,3 +233,54 @@ func mustContain(t *testing.T, what, s string, subs ...string) {
 		}
 	}
 }
+
+// adminCP is a real kongfb Admin API (SQLite store) on a test server.
+func adminCP(t *testing.T, token string) *httptest.Server {
+	t.Helper()
+	api, err := admin.New(admin.Options{Store: storetest.NewSQLite(t), Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// adminDo sends one request to the Admin API and returns the code and body.
+func adminDo(t *testing.T, srv *httptest.Server, method, path, token, ctype, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Kong-Admin-Token", token)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// cpHash is the config_hash of what the CP serves at GET /config.
+func cpHash(t *testing.T, srv *httptest.Server, token string) string {
+	t.Helper()
+	code, body := adminDo(t, srv, "GET", "/config", token, "", "")
+	if code != 200 {
+		t.Fatalf("GET /config: %d %s", code, body)
+	}
+	c, err := config.ParseJSON([]byte(body), "GET /config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := config.Hash(c)
+	return h
+}
+
+var snapT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
