@@ -31,6 +31,7 @@ compressed history <prefix>/<version>/snapshots/<time>-<hash>-<sha>.snap
             encryption and signature (--verify: verify each fully)
   verify    verify one object (storage key, --latest, or a local file)
   export    write a new snapshot from a config file or a running CP
+  restore   restore a verified snapshot to a file or to a CP (--plan: what changes)
 
 --storage takes the serve commands' storage URL (s3://bucket/prefix or
 file:///dir; KONG_CLUSTER_FALLBACK_CONFIG_STORAGE) and the keys take the same
@@ -51,6 +52,7 @@ Exit codes: 0 success, 1 failure (an object does not verify, storage error),
 		newSnapshotLsCommand(a),
 		newSnapshotVerifyCommand(a),
 		newSnapshotExportCommand(a),
+		newSnapshotRestoreCommand(a),
 	)
 	return cmd
 }
