@@ -32,6 +32,7 @@ compressed history <prefix>/<version>/snapshots/<time>-<hash>-<sha>.snap
   verify    verify one object (storage key, --latest, or a local file)
   export    write a new snapshot from a config file or a running CP
   restore   restore a verified snapshot to a file or to a CP (--plan: what changes)
+  diff      entity-level difference between two snapshots or config files
 
 --storage takes the serve commands' storage URL (s3://bucket/prefix or
 file:///dir; KONG_CLUSTER_FALLBACK_CONFIG_STORAGE) and the keys take the same
@@ -53,6 +54,7 @@ Exit codes: 0 success, 1 failure (an object does not verify, storage error),
 		newSnapshotVerifyCommand(a),
 		newSnapshotExportCommand(a),
 		newSnapshotRestoreCommand(a),
+		newSnapshotDiffCommand(a),
 	)
 	return cmd
 }
