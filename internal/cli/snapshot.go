@@ -33,6 +33,7 @@ compressed history <prefix>/<version>/snapshots/<time>-<hash>-<sha>.snap
   export    write a new snapshot from a config file or a running CP
   restore   restore a verified snapshot to a file or to a CP (--plan: what changes)
   diff      entity-level difference between two snapshots or config files
+  prune     delete old history snapshots (--keep-last, --keep-within, --dry-run)
 
 --storage takes the serve commands' storage URL (s3://bucket/prefix or
 file:///dir; KONG_CLUSTER_FALLBACK_CONFIG_STORAGE) and the keys take the same
@@ -55,6 +56,7 @@ Exit codes: 0 success, 1 failure (an object does not verify, storage error),
 		newSnapshotExportCommand(a),
 		newSnapshotRestoreCommand(a),
 		newSnapshotDiffCommand(a),
+		newSnapshotPruneCommand(a),
 	)
 	return cmd
 }

@@ -1,0 +1,74 @@
+package snapshotops
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kongfb/kongfb/pkg/snapshot"
+	"github.com/kongfb/kongfb/pkg/storage"
+)
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	st := fileStore(t)
+	a := cfgOf(t, docA)
+	var keys []string // oldest first, one an hour
+	for i := range 4 {
+		keys = append(keys, put(t, st, a, snapshot.Options{CreatedAt: t0.Add(time.Duration(i) * time.Hour)}))
+	}
+	now := t0.Add(3*time.Hour + time.Minute)
+	// keep-last 1, keep-within 90m: keys[3] (last), keys[2] (61 min old) kept.
+	res, err := Prune(ctx, st, PruneOptions{KeepLast: 1, KeepWithin: 90 * time.Minute, Now: now, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, it := range res.Items {
+		got[it.Key] = it.Action
+	}
+	want := map[string]string{keys[3]: "keep", keys[2]: "keep", keys[1]: "delete", keys[0]: "delete"}
+	for k, a := range want {
+		if got[k] != a {
+			t.Errorf("%s: %q, want %q", k, got[k], a)
+		}
+	}
+	// An object replaced since the listing is not deleted (If-Match).
+	res, err = Prune(ctx, staleETags{st}, PruneOptions{KeepLast: 1, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 0 || len(res.Problems) != 3 {
+		t.Errorf("stale etags: deleted %d, problems %v", res.Deleted, res.Problems)
+	}
+	for _, it := range res.Items {
+		if it.Key != keys[3] && it.Action != "failed" {
+			t.Errorf("%s: %s", it.Key, it.Action)
+		}
+	}
+	if _, err := st.Head(ctx, keys[0]); err != nil {
+		t.Errorf("%s deleted despite a changed ETag: %v", keys[0], err)
+	}
+	if _, err := Prune(ctx, st, PruneOptions{KeepLast: -1}); err == nil {
+		t.Error("keep-last -1 accepted")
+	}
+	res, err = Prune(ctx, st, PruneOptions{KeepLast: 1, Now: now})
+	if err != nil || res.Deleted != 3 {
+		t.Errorf("prune: %+v %v", res, err)
+	}
+	if _, err := st.Head(ctx, keys[0]); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("%s still there: %v", keys[0], err)
+	}
+}
+
+// staleETags lists every object with an ETag that no longer matches.
+type staleETags struct{ storage.Store }
+
+func (s staleETags) List(ctx context.Context, prefix string, opts storage.ListOptions) (storage.ListPage, error) {
+	p, err := s.Store.List(ctx, prefix, opts)
+	for i := range p.Objects {
+		p.Objects[i].ETag = `"00000000000000000000000000000000"`
+	}
+	return p, err
+}
