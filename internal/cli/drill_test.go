@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,6 +181,23 @@ func TestDrillCPOutagePasses(t *testing.T) {
 		t.Errorf("no progress lines on stderr:\n%s", stderr)
 	}
 	nodesStopped(t, rep, 3)
+	// The restarted CP listened on the first one's cluster address.
+	var cp1, cp2 *drill.Node
+	for i := range rep.Nodes {
+		switch rep.Nodes[i].Name {
+		case "cp-1":
+			cp1 = &rep.Nodes[i]
+		case "cp-2":
+			cp2 = &rep.Nodes[i]
+		}
+	}
+	if cp1 == nil || cp2 == nil {
+		t.Fatalf("nodes %+v", rep.Nodes)
+	}
+	i := slices.Index(cp2.Args, "--cluster-listen")
+	if i < 0 || !slices.Contains(cp1.Listen, cp2.Args[i+1]) || !slices.Contains(cp2.Listen, cp2.Args[i+1]) {
+		t.Errorf("cp-2 args %v listen %v; cp-1 listen %v", cp2.Args, cp2.Listen, cp1.Listen)
+	}
 
 	// The report files: the same report, written atomically.
 	b, err := os.ReadFile(reportJSON)

@@ -493,8 +493,30 @@ func (d *cpOutage) setup(ctx context.Context) error {
 	if o.S3Endpoint != "" {
 		d.cpArgs = append(d.cpArgs, "--s3-endpoint", o.S3Endpoint)
 	}
-	if err := d.startCP(ctx, "cp-1", "127.0.0.1:0"); err != nil {
-		return err
+	// The restarted CP must bind the first one's cluster address again,
+	// after the outage: a port the kernel hands out on its own (port 0, the
+	// ephemeral range) can meanwhile become the source port of any outgoing
+	// connection on the host, and the restart then fails with "address
+	// already in use" (seen with MinIO's S3 traffic). So the cluster port
+	// is a free one below the ephemeral range.
+	for attempt := 1; ; attempt++ {
+		addr, name := stableListenAddr(), "cp-1"
+		if attempt > 1 {
+			name = fmt.Sprintf("cp-1.try%d", attempt)
+		}
+		d.cp = nil
+		err := d.startCP(ctx, name, addr)
+		if err == nil {
+			break
+		}
+		taken := d.cp != nil && d.cp.exited() && strings.Contains(strings.Join(d.cp.logTail(5), "\n"), "address already in use")
+		if attempt == 3 || ctx.Err() != nil || !taken {
+			return err
+		}
+		d.event("cp", "cluster port taken meanwhile, trying another", addr)
+		if n := len(d.rep.Gaps); n > 0 && d.rep.Gaps[n-1].Log == d.cp.logPath {
+			d.rep.Gaps = d.rep.Gaps[:n-1]
+		}
 	}
 	d.cluster = d.cp.ready.Cluster
 
