@@ -34,6 +34,8 @@ compressed history <prefix>/<version>/snapshots/<time>-<hash>-<sha>.snap
   restore   restore a verified snapshot to a file or to a CP (--plan: what changes)
   diff      entity-level difference between two snapshots or config files
   prune     delete old history snapshots (--keep-last, --keep-within, --dry-run)
+  encrypt   re-encrypt a snapshot to new recipients, as a new object or file
+  decrypt   write a decrypted copy of a snapshot, as a new object or file
 
 --storage takes the serve commands' storage URL (s3://bucket/prefix or
 file:///dir; KONG_CLUSTER_FALLBACK_CONFIG_STORAGE) and the keys take the same
@@ -57,6 +59,8 @@ Exit codes: 0 success, 1 failure (an object does not verify, storage error),
 		newSnapshotRestoreCommand(a),
 		newSnapshotDiffCommand(a),
 		newSnapshotPruneCommand(a),
+		newSnapshotEncryptCommand(a),
+		newSnapshotDecryptCommand(a),
 	)
 	return cmd
 }
