@@ -14,6 +14,10 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# The control-plane outage drill on embedded defaults (README's quick start).
+drill: build
+	$(BIN) drill cp-outage
+
 completions: build
 	scripts/completions.sh
 
