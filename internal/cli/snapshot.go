@@ -188,6 +188,19 @@ func needsStore(srcs ...snapshotops.Source) bool {
 	return false
 }
 
+// readStore opens --storage for reading when one of srcs comes from it; the
+// store is nil (and closing it a no-op) when every source is a local file.
+func (sf *snapshotFlags) readStore(ctx context.Context, srcs ...snapshotops.Source) (storage.Store, func(), error) {
+	if !needsStore(srcs...) {
+		return nil, func() {}, nil
+	}
+	st, err := sf.openStore(ctx, false, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() { _ = st.Close() }, nil
+}
+
 // failure wraps a runtime failure as exit 1.
 func failure(err error) error {
 	var ee *ExitError

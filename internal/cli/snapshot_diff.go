@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kongfb/kongfb/internal/snapshotops"
-	"github.com/kongfb/kongfb/pkg/storage"
 )
 
 func newSnapshotDiffCommand(a *app) *cobra.Command {
@@ -52,15 +51,11 @@ verify, 2 bad usage.`,
 			}
 			srcA, srcB := sf.source(args[0]), sf.source(args[1])
 			ctx := cmdContext(cmd)
-			var st storage.Store
-			if needsStore(srcA, srcB) {
-				s, err := sf.openStore(ctx, false, false)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				st = s
+			st, closeStore, err := sf.readStore(ctx, srcA, srcB)
+			if err != nil {
+				return err
 			}
+			defer closeStore()
 			lo := snapshotops.LoadOptions{Verify: vopts, AllowConfigFile: true}
 			la, err := snapshotops.Load(ctx, st, srcA, lo)
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kongfb/kongfb/internal/snapshotops"
-	"github.com/kongfb/kongfb/pkg/storage"
 )
 
 // snapshotRestoreFileResult is the machine-readable result of --to.
@@ -97,15 +96,11 @@ exists, the CP refused or has entities the snapshot lacks, 2 bad usage.`,
 				return err
 			}
 			ctx := cmdContext(cmd)
-			var st storage.Store
-			if needsStore(src) {
-				s, err := sf.openStore(ctx, false, false)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				st = s
+			st, closeStore, err := sf.readStore(ctx, src)
+			if err != nil {
+				return err
 			}
+			defer closeStore()
 			l, err := snapshotops.Load(ctx, st, src, snapshotops.LoadOptions{Verify: vopts})
 			if err != nil {
 				return failure(err)

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kongfb/kongfb/internal/snapshotops"
-	"github.com/kongfb/kongfb/pkg/storage"
 )
 
 func newSnapshotVerifyCommand(a *app) *cobra.Command {
@@ -67,15 +66,11 @@ or cannot be read, 2 bad usage.`,
 				return err
 			}
 			ctx := cmdContext(cmd)
-			var st storage.Store
-			if needsStore(src) {
-				s, err := sf.openStore(ctx, false, false)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				st = s
+			st, closeStore, err := sf.readStore(ctx, src)
+			if err != nil {
+				return err
 			}
+			defer closeStore()
 			name, origin, data, err := src.Read(ctx, st, opts.VersionPolicy)
 			if err != nil {
 				return failure(err)
