@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,6 +60,10 @@ type serveDPOptions struct {
 	Prefix            string
 	NodeID            string
 	CacheEncrypt      bool
+	// ClusterUseProxy tunnels the link to the CP through ProxyServer with
+	// HTTP CONNECT (Kong's cluster_use_proxy and proxy_server).
+	ClusterUseProxy bool
+	ProxyServer     string
 
 	// Fallback configuration (Kong's cluster_fallback_config_*).
 	Fallback fallbackOptions
@@ -100,6 +105,8 @@ var serveDPEnv = [][2]string{
 	{"cluster-max-payload", "KONG_CLUSTER_MAX_PAYLOAD"},
 	{"prefix", "KONG_PREFIX"},
 	{"node-id", "KONG_NODE_ID"},
+	{"cluster-use-proxy", "KONG_CLUSTER_USE_PROXY"},
+	{"proxy-server", "KONG_PROXY_SERVER"},
 }
 
 // serveDPTestHook lets tests adjust the options the command built (to set
@@ -108,7 +115,7 @@ var serveDPTestHook func(*serveDPOptions)
 
 func newServeDPCommand(a *app) *cobra.Command {
 	o := serveDPOptions{}
-	var allowDebug, cacheEncrypt kongBool
+	var allowDebug, cacheEncrypt, useProxy kongBool
 	drain := nginxDuration(10 * time.Second)
 	pingInterval := nginxDuration(cluster.DefaultPingInterval)
 	pingWait := nginxDuration(0)
@@ -214,6 +221,7 @@ proxy_protocol are refused.`,
 			o.AllowDebugHeader = bool(allowDebug)
 			o.DrainTimeout = time.Duration(drain)
 			o.CacheEncrypt = bool(cacheEncrypt)
+			o.ClusterUseProxy = bool(useProxy)
 			o.PingInterval = time.Duration(pingInterval)
 			o.PingWait = time.Duration(pingWait)
 			o.ReconnectMin = time.Duration(reconnectMin)
@@ -275,6 +283,9 @@ proxy_protocol are refused.`,
 	f.StringVar(&o.NodeID, "node-id", "", "node id announced to the CP (default: generated once, kept in <prefix>/kong.id) [KONG_NODE_ID]")
 	f.Var(&cacheEncrypt, "cache-encrypt", "encrypt the config cache with a key derived from --cluster-cert-key (AES-256-GCM)")
 	f.Lookup("cache-encrypt").NoOptDefVal = "on"
+	f.Var(&useProxy, "cluster-use-proxy", "hybrid mode: reach the CP through --proxy-server (HTTP CONNECT) [KONG_CLUSTER_USE_PROXY]")
+	f.Lookup("cluster-use-proxy").NoOptDefVal = "on"
+	f.StringVar(&o.ProxyServer, "proxy-server", "", "HTTP proxy for --cluster-use-proxy, http://[user:password@]host:port [KONG_PROXY_SERVER]")
 	addFallbackFlags(f, &o.Fallback, true)
 	f.StringVar(&o.ReadyFile, "ready-file", "", "once every listener is bound, write the bound addresses and the pid to this file as JSON (atomically), for a parent that starts the DP on port 0")
 	return cmd
@@ -570,6 +581,7 @@ func reloadLoop(ctx context.Context, node *dp.Node, loader dp.Loader, reload <-c
 type hybrid struct {
 	o            serveDPOptions
 	tls          cluster.TLSOptions
+	proxy        *url.URL // nil: connect to the CP directly
 	nodeID       string
 	hostname     string
 	cache        *cache.Cache
@@ -621,6 +633,10 @@ func setupHybrid(o serveDPOptions, log *slog.Logger) (*hybrid, error) {
 	if strings.TrimSpace(o.Prefix) == "" {
 		return nil, usage(errors.New("prefix is empty"))
 	}
+	proxyURL, err := clusterProxy(o.ClusterUseProxy, o.ProxyServer)
+	if err != nil {
+		return nil, usage(err)
+	}
 	tlsOpts := cluster.TLSOptions{
 		Mode: mode, Cert: o.ClusterCert, Key: o.ClusterCertKey,
 		CA: o.ClusterCACert, ServerName: o.ClusterServerName,
@@ -630,7 +646,7 @@ func setupHybrid(o serveDPOptions, log *slog.Logger) (*hybrid, error) {
 	if _, err := cluster.ClientTLSConfig(tlsOpts); err != nil {
 		return nil, usage(err)
 	}
-	h := &hybrid{o: o, tls: tlsOpts}
+	h := &hybrid{o: o, tls: tlsOpts, proxy: proxyURL}
 	var key []byte
 	if o.CacheEncrypt {
 		pair, err := cluster.LoadKeyPair(o.ClusterCert, o.ClusterCertKey)
@@ -652,9 +668,47 @@ func setupHybrid(o serveDPOptions, log *slog.Logger) (*hybrid, error) {
 	if h.cache, err = cache.Open(o.Prefix, cache.Options{Key: key, Logger: log}); err != nil {
 		return nil, &ExitError{Code: ExitFailure, Err: err}
 	}
-	log.Info("hybrid mode", "control_plane", o.ControlPlane, "cluster_mtls", string(mode), "node_id", h.nodeID,
-		"prefix", o.Prefix, "cache", h.cache.Path(), "cache_encrypted", h.cache.Encrypted())
+	attrs := []any{"control_plane", o.ControlPlane, "cluster_mtls", string(mode), "node_id", h.nodeID,
+		"prefix", o.Prefix, "cache", h.cache.Path(), "cache_encrypted", h.cache.Encrypted()}
+	if proxyURL != nil {
+		attrs = append(attrs, "cluster_proxy", proxyURL.Redacted()) // never the proxy password
+	}
+	log.Info("hybrid mode", attrs...)
 	return h, nil
+}
+
+// clusterProxy checks Kong's cluster_use_proxy and proxy_server, with Kong's
+// messages, and returns the proxy to tunnel through (nil: none).
+func clusterProxy(use bool, server string) (*url.URL, error) {
+	server = strings.TrimSpace(server)
+	var u *url.URL
+	if server != "" {
+		var err error
+		switch u, err = url.Parse(server); {
+		case err != nil:
+			return nil, fmt.Errorf("proxy_server is invalid: %w", err)
+		case u.Scheme == "":
+			return nil, errors.New("proxy_server missing scheme")
+		case u.Scheme != "http" && u.Scheme != "https":
+			return nil, fmt.Errorf(`proxy_server only supports "http" and "https", got %s`, u.Scheme)
+		case u.Host == "":
+			return nil, errors.New("proxy_server missing host")
+		case u.Fragment != "" || u.RawQuery != "" || strings.Contains(u.Path, ";"):
+			return nil, errors.New("fragments, query strings or parameters are meaningless in proxy configuration")
+		case u.Scheme == "https":
+			// Kong can speak TLS to the proxy; gorilla/websocket, which the DP
+			// side is built on, dials http:// proxies only.
+			return nil, fmt.Errorf("proxy_server %s: kongfb reaches the control plane through http:// proxies only "+
+				"(the tunnelled link to the CP is mTLS either way)", u.Redacted())
+		}
+	}
+	if !use {
+		return nil, nil
+	}
+	if u == nil {
+		return nil, errors.New("cluster_use_proxy is turned on but no proxy_server is configured")
+	}
+	return u, nil
 }
 
 // client builds the sync client for node.
@@ -673,6 +727,7 @@ func (h *hybrid) client(node *dp.Node, log *slog.Logger) (*cpclient.Client, erro
 		Plugins:    []cluster.PluginInfo{},
 		MaxPayload: h.o.ClusterMaxPayload, PingInterval: h.o.PingInterval, PingWait: h.o.PingWait,
 		ConnectTimeout: h.o.CPConnectTimeout, ReconnectMin: h.o.ReconnectMin, ReconnectMax: h.o.ReconnectMax,
+		Proxy:  h.proxy,
 		Logger: log,
 	})
 	if err != nil {

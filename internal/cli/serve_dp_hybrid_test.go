@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kongfb/kongfb/internal/dp/cpclient/cptest"
+	"github.com/kongfb/kongfb/internal/testutil"
 	"github.com/kongfb/kongfb/pkg/cluster"
 	"github.com/kongfb/kongfb/pkg/config"
 )
@@ -500,6 +502,19 @@ func TestServeDPHybridBadSettings(t *testing.T) {
 		{"bad cp address", nil, append(append([]string{}, withCert...), "--cp", "ftp://cp:8005"), "cluster_control_plane"},
 		{"ping wait shorter than interval", nil, append(append([]string{}, withCert...), "--cp", "cp:8005", "--cluster-ping-interval", "10s", "--cluster-ping-wait", "5s"), "--cluster-ping-wait"},
 		{"bad node id", map[string]string{"KONG_NODE_ID": "node-1"}, append(append([]string{}, withCert...), "--cp", "cp:8005"), "node_id"},
+		// Kong's cluster_use_proxy / proxy_server checks, with its messages.
+		{"proxy without server", map[string]string{"KONG_CLUSTER_USE_PROXY": "on"}, append(append([]string{}, withCert...), "--cp", "cp:8005"),
+			"cluster_use_proxy is turned on but no proxy_server is configured"},
+		{"proxy without scheme", nil, append(append([]string{}, withCert...), "--cp", "cp:8005", "--cluster-use-proxy", "--proxy-server", "//proxy:3128"),
+			"proxy_server missing scheme"},
+		{"proxy socks", map[string]string{"KONG_PROXY_SERVER": "socks5://proxy:1080"}, append(append([]string{}, withCert...), "--cp", "cp:8005"),
+			`proxy_server only supports "http" and "https", got socks5`},
+		{"proxy without host", nil, append(append([]string{}, withCert...), "--cp", "cp:8005", "--proxy-server", "http://"),
+			"proxy_server missing host"},
+		{"proxy with query", nil, append(append([]string{}, withCert...), "--cp", "cp:8005", "--proxy-server", "http://proxy:3128/?a=b"),
+			"fragments, query strings or parameters are meaningless in proxy configuration"},
+		{"https proxy", nil, append(append([]string{}, withCert...), "--cp", "cp:8005", "--cluster-use-proxy", "--proxy-server", "https://u:secret@proxy:3128"),
+			"http:// proxies only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -510,6 +525,53 @@ func TestServeDPHybridBadSettings(t *testing.T) {
 			if code != ExitUsage || !strings.Contains(errw.String(), tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 mentioning %q", code, errw.String(), tc.want)
 			}
+			if strings.Contains(errw.String(), "secret") {
+				t.Errorf("the proxy password is printed: %q", errw.String())
+			}
 		})
+	}
+}
+
+// TestServeDPHybridThroughProxy: with --cluster-use-proxy the DP reaches the
+// CP through --proxy-server with HTTP CONNECT (Kong's cluster_use_proxy and
+// proxy_server), sends the proxy's credentials as Basic Proxy-Authorization,
+// syncs and serves; the password is never logged.
+func TestServeDPHybridThroughProxy(t *testing.T) {
+	up := newUpstream(t)
+	cert, key, err := cptest.SharedCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := hyStartCP(t, "", cert, key)
+	hash, err := cp.SetConfigFrom(hyParseYAML(t, declarative(up.URL, "/mock")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr, connects := testutil.StartConnectProxy(t)
+
+	o := hybridDP(cp.Addr(), t.TempDir(), cert, key)
+	o.ClusterUseProxy, o.ProxyServer = true, "http://kong:s3cr3t-pw@"+proxyAddr
+	d := startDP(t, o)
+	eventually(t, "the CP's config through the proxy", func() bool {
+		return statusDoc(t, d.addrs.Status)["configuration_hash"] == hash
+	})
+	if code, body, _ := httpGet(t, "http://"+d.addrs.Proxy[0]+"/mock/x"); code != 200 || body != "upstream saw /x" {
+		t.Fatalf("GET /mock/x = %d %q", code, body)
+	}
+	select {
+	case c := <-connects:
+		wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("kong:s3cr3t-pw"))
+		if c.Target != cp.Addr() || c.ProxyAuthorization != wantAuth {
+			t.Errorf("the proxy saw CONNECT %s with Proxy-Authorization %q; want %s with %q", c.Target, c.ProxyAuthorization, cp.Addr(), wantAuth)
+		}
+	default:
+		t.Fatal("the DP did not go through the proxy")
+	}
+	logs := d.logs.String()
+	if strings.Contains(logs, "s3cr3t-pw") {
+		t.Errorf("the proxy password is logged:\n%s", logs)
+	}
+	if !strings.Contains(logs, "cluster_proxy=") {
+		t.Errorf("the proxy in use is not logged:\n%s", logs)
 	}
 }

@@ -26,6 +26,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +76,9 @@ type Options struct {
 	// ReconnectMin and ReconnectMax bound the random delay before each
 	// reconnection (Kong: 5-10 s).
 	ReconnectMin, ReconnectMax time.Duration
+	// Proxy, when set, is an http:// proxy the connection tunnels through
+	// with CONNECT (cluster_use_proxy, proxy_server).
+	Proxy *url.URL
 
 	Logger *slog.Logger
 	// Now is the clock for last_sync_at; nil means time.Now.
@@ -239,6 +244,7 @@ func (c *Client) session(ctx context.Context, first bool) error {
 		&cluster.DialOptions{
 			MaxPayload: c.o.MaxPayload, MaxDecompressed: c.o.MaxDecompressed,
 			Timeout: c.o.Timeout, PingInterval: c.o.PingInterval, PingWait: c.o.PingWait,
+			Proxy:  proxyFunc(c.o.Proxy),
 			Logger: c.log,
 		})
 	timedOut := first && dctx.Err() != nil && ctx.Err() == nil
@@ -483,6 +489,14 @@ func nameInput(err error, name string) {
 	if errors.As(err, &se) && se.File == "" {
 		se.File = name
 	}
+}
+
+// proxyFunc is http.ProxyURL for a set proxy, nil (no proxy) otherwise.
+func proxyFunc(u *url.URL) func(*http.Request) (*url.URL, error) {
+	if u == nil {
+		return nil
+	}
+	return http.ProxyURL(u)
 }
 
 func hashOrEmpty(h string) string {
