@@ -72,3 +72,40 @@ func (s staleETags) List(ctx context.Context, prefix string, opts storage.ListOp
 	}
 	return p, err
 }
+
+// TestPruneOneVersion: --version limits the deletes (and the report) to
+// that version directory; the other versions' history is left as it is.
+func TestPruneOneVersion(t *testing.T) {
+	ctx := context.Background()
+	st := fileStore(t)
+	a := cfgOf(t, docA)
+	keys := map[string][]string{} // version -> keys, oldest first
+	for _, v := range []string{"3.9.0", "3.9.1"} {
+		for i := range 3 {
+			keys[v] = append(keys[v], put(t, st, a, snapshot.Options{Version: v, CreatedAt: t0.Add(time.Duration(i) * time.Hour)}))
+		}
+	}
+	res, err := Prune(ctx, st, PruneOptions{KeepLast: 1, Version: "3.9.0", Now: t0.Add(4 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 2 || res.Kept != 1 || len(res.Items) != 3 || len(res.Problems) != 0 {
+		t.Errorf("prune --version 3.9.0: %+v", res)
+	}
+	for _, it := range res.Items {
+		if it.Version != "3.9.0" {
+			t.Errorf("%s of version %s in the report of --version 3.9.0", it.Key, it.Version)
+		}
+	}
+	for _, k := range keys["3.9.1"] {
+		if _, err := st.Head(ctx, k); err != nil {
+			t.Errorf("%s (another version) deleted: %v", k, err)
+		}
+	}
+	for i, k := range keys["3.9.0"] {
+		_, err := st.Head(ctx, k)
+		if gone := errors.Is(err, storage.ErrNotFound); gone != (i < 2) {
+			t.Errorf("%s: deleted %v (%v)", k, gone, err)
+		}
+	}
+}
