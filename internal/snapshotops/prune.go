@@ -52,8 +52,9 @@ type PruneResult struct {
 
 // Prune deletes old history snapshots: per version it keeps the newest
 // KeepLast, those within KeepWithin, and always the newest snapshot that
-// verifies with opts.Verify (when none verifies, nothing of that version is
-// deleted). Kong's config.json and every other object are never touched.
+// verifies with opts.Verify (when none verifies, or one cannot be read,
+// nothing of that version is deleted and a Problem says why; the other
+// versions are still pruned and reported). Kong's config.json and every other object are never touched.
 // Deletes are conditional on the ETag seen in the listing (If-Match), so an
 // object replaced meanwhile is not deleted.
 func Prune(ctx context.Context, st storage.Store, opts PruneOptions) (*PruneResult, error) {
@@ -97,10 +98,15 @@ func Prune(ctx context.Context, st storage.Store, opts PruneOptions) (*PruneResu
 		// The newest snapshot that verifies is never deleted.
 		protected := ""
 		var refusals []string
+		readErr := ""
 		for _, o := range objs {
 			data, _, err := st.Get(ctx, o.key)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", o.key, err)
+				// Which snapshot is the newest valid one is unknown: this
+				// version is left alone, and what was already done to the
+				// others is still reported.
+				readErr = fmt.Sprintf("read %s: %v", o.key, err)
+				break
 			}
 			if _, err := snapshot.Decode(o.key, data, vo); err != nil {
 				refusals = append(refusals, err.Error())
@@ -109,13 +115,17 @@ func Prune(ctx context.Context, st storage.Store, opts PruneOptions) (*PruneResu
 			protected = o.key
 			break
 		}
-		if protected == "" {
+		if readErr != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("version %s: none deleted: %s", v, readErr))
+		} else if protected == "" {
 			res.Problems = append(res.Problems, fmt.Sprintf("version %s: no snapshot verifies, so none is deleted (give the keys that open them: --snapshot-identity-file, --snapshot-passphrase-file, --snapshot-trusted-key): %s",
 				v, strings.Join(refusals, "; ")))
 		}
 		for i, o := range objs {
 			it := PruneItem{Key: o.key, Version: v, CreatedAt: o.info.CreatedAt, Action: "keep"}
 			switch {
+			case readErr != "":
+				it.Reason = "could not be read: " + readErr
 			case protected == "":
 				it.Reason = "no snapshot of this version verifies"
 			case o.key == protected:

@@ -3,6 +3,7 @@ package snapshotops
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +109,55 @@ func TestPruneOneVersion(t *testing.T) {
 			t.Errorf("%s: deleted %v (%v)", k, gone, err)
 		}
 	}
+}
+
+// TestPruneReadFailure: a snapshot that cannot be read leaves its version
+// alone, and the versions pruned before it are still reported (an error
+// instead of the result hid what had already been deleted).
+func TestPruneReadFailure(t *testing.T) {
+	ctx := context.Background()
+	st := fileStore(t)
+	a := cfgOf(t, docA)
+	keys := map[string][]string{}
+	for _, v := range []string{"3.9.0", "3.9.1"} {
+		for i := range 3 {
+			keys[v] = append(keys[v], put(t, st, a, snapshot.Options{Version: v, CreatedAt: t0.Add(time.Duration(i) * time.Hour)}))
+		}
+	}
+	// 3.9.0 sorts first and is pruned; then the newest 3.9.1 cannot be read.
+	bad := keys["3.9.1"][2]
+	res, err := Prune(ctx, failingGet{st, bad}, PruneOptions{KeepLast: 1, Now: t0.Add(4 * time.Hour)})
+	if err != nil {
+		t.Fatalf("Prune: %v (the deletes of 3.9.0 went unreported)", err)
+	}
+	if res.Deleted != 2 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "version 3.9.1") || !strings.Contains(res.Problems[0], bad) {
+		t.Errorf("result %+v", res)
+	}
+	for _, it := range res.Items {
+		want := "deleted"
+		if it.Version == "3.9.1" || it.Key == keys["3.9.0"][2] {
+			want = "keep"
+		}
+		if it.Action != want {
+			t.Errorf("%s: %s (%s), want %s", it.Key, it.Action, it.Reason, want)
+		}
+	}
+	for _, k := range keys["3.9.1"] {
+		if _, err := st.Head(ctx, k); err != nil {
+			t.Errorf("%s deleted although its version could not be checked: %v", k, err)
+		}
+	}
+}
+
+// failingGet fails every Get of one key.
+type failingGet struct {
+	storage.Store
+	key string
+}
+
+func (s failingGet) Get(ctx context.Context, key string) ([]byte, storage.ObjectInfo, error) {
+	if key == s.key {
+		return nil, storage.ObjectInfo{}, errors.New("connection reset by peer")
+	}
+	return s.Store.Get(ctx, key)
 }
