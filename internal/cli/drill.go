@@ -114,7 +114,8 @@ unless --keep or --workdir is given, or the drill did not pass.
 --storage s3://bucket/prefix exports to S3 or an S3-compatible server
 (--s3-endpoint); credentials come from the AWS chain (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION), which the children inherit. The bucket
-must exist.
+must exist and the prefix be empty: the drill's CP writes its own
+configuration there (Kong's config.json too), so a storage in use is refused.
 
 Exit codes: 0 passed, 1 deviated or aborted, 2 bad flags.`,
 		Example: `  kongfb drill cp-outage
@@ -137,7 +138,7 @@ Exit codes: 0 passed, 1 deviated or aborted, 2 bad flags.`,
 	f := cmd.Flags()
 	f.StringVar(&o.WorkDir, "workdir", "", "work dir for logs, SQLite, caches and file:// storage; must be new or empty, and is kept (default: a temporary dir)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work dir even when the drill passes")
-	f.StringVar(&o.Storage, "storage", "", "fallback storage the CP exports to: s3://bucket/prefix or file:///dir (default: file://<workdir>/backup)")
+	f.StringVar(&o.Storage, "storage", "", "fallback storage the CP exports to, new or empty: s3://bucket/prefix or file:///dir (default: file://<workdir>/backup)")
 	f.StringVar(&o.ImportStorage, "import-storage", "", "storage the fresh DP imports from (default: --storage)")
 	f.StringVar(&o.S3Endpoint, "s3-endpoint", "", "S3-compatible server for --storage, e.g. http://127.0.0.1:9000 [AWS_CONFIG_STORAGE_ENDPOINT]")
 	f.StringVar(&o.ReportJSON, "report", "", "also write the report as JSON to this file (atomically)")

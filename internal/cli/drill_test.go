@@ -391,6 +391,36 @@ func TestDrillUsage(t *testing.T) {
 	}
 }
 
+// TestDrillRefusesStorageInUse: a --storage that already holds objects
+// (here Kong's config.json, which data planes import) is refused before
+// anything starts, and left as it was: the drill's CP would replace it with
+// the drill's configuration and prune the history.
+func TestDrillRefusesStorageInUse(t *testing.T) {
+	drillInTest(t)
+	dir := filepath.Join(t.TempDir(), "fallback")
+	kong := filepath.Join(dir, "3.9.1", "config.json")
+	if err := os.MkdirAll(filepath.Dir(kong), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const prod = `{"_format_version":"3.0","services":[{"name":"production","url":"http://prod.internal"}]}`
+	if err := os.WriteFile(kong, []byte(prod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	var out, errw bytes.Buffer
+	args := append(append([]string{"drill", "cp-outage"}, testDrillArgs...), "--storage", "file://"+dir, "--workdir", work)
+	code := Main(args, strings.NewReader(""), &out, &errw)
+	if code != ExitUsage || !strings.Contains(errw.String(), "--storage file://"+dir+" is not empty (it holds 3.9.1/config.json)") {
+		t.Errorf("exit %d, stderr %q; want 2 and the storage named", code, errw.String())
+	}
+	if b, err := os.ReadFile(kong); err != nil || string(b) != prod {
+		t.Errorf("Kong's config.json changed: %v %s", err, b)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("the drill started (work dir %s: %v)", work, err)
+	}
+}
+
 func TestDrillList(t *testing.T) {
 	var out, errw bytes.Buffer
 	if code := Main([]string{"drill", "-o", "json"}, strings.NewReader(""), &out, &errw); code != 0 {

@@ -182,6 +182,32 @@ func (o *CPOutageOptions) check() error {
 	return nil
 }
 
+// checkStorageEmpty refuses a given --storage that already holds objects:
+// the drill's CP exports its own test configuration there (Kong's
+// <version>/config.json included, which Kong data planes import) and its
+// exporter prunes old history snapshots, so running against a storage in
+// use would replace or delete what is not the drill's. A storage that
+// cannot be opened or listed is left to the set-up, which reports it.
+func checkStorageEmpty(ctx context.Context, o CPOutageOptions) error {
+	if o.Storage == "" {
+		return nil // file://<workdir>/backup: new
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := storage.Open(lctx, o.Storage, storage.Options{Endpoint: o.S3Endpoint})
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	for obj, err := range storage.ListAll(lctx, st, "", storage.ListOptions{MaxKeys: 1}) {
+		if err != nil {
+			return nil
+		}
+		return optErr("--storage %s is not empty (it holds %s): the drill's CP exports its own configuration there, Kong's <version>/config.json included, and prunes old snapshots; give a new or empty bucket prefix or directory", o.Storage, obj.Key)
+	}
+	return nil
+}
+
 // Probe identities, in the order of the probe table.
 type probeDef struct{ id, name, kind, tolerance string }
 
@@ -245,6 +271,9 @@ type cpOutage struct {
 // stopped before it returns, whatever happened, and also when ctx ends.
 func RunCPOutage(ctx context.Context, o CPOutageOptions) (*Report, error) {
 	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if err := checkStorageEmpty(ctx, o); err != nil {
 		return nil, err
 	}
 	d := &cpOutage{o: o, start: time.Now(), phase: PhaseSetup, results: map[string]Probe{}, skipped: map[string]string{}}
