@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kongfb/kongfb/internal/snapshotops"
@@ -57,4 +58,38 @@ func TestSnapshotDiff(t *testing.T) {
 	})
 	code, out, errOut := runCLI(t, "snapshot", "diff", "only-one")
 	wantExit(t, "one arg", code, 2, out, errOut)
+}
+
+// TestSnapshotDiffHidesCredentialKeys: a key-auth key or a JWT key is a
+// secret; the diff names such credentials by id, in every output format,
+// and never prints the key (it was used as the entity's name).
+func TestSnapshotDiffHidesCredentialKeys(t *testing.T) {
+	const secret, jwtKey = "sup3r-s3cret-api-key", "jwt-iss-s3cret"
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	b := filepath.Join(dir, "b.yaml")
+	if err := os.WriteFile(a, []byte(`_format_version: "3.0"
+consumers:
+- username: alice
+  keyauth_credentials:
+  - key: `+secret+`
+  jwt_secrets:
+  - key: `+jwtKey+`
+    secret: jwt-hmac-s3cret
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("_format_version: \"3.0\"\nconsumers:\n- username: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"text", "json", "yaml"} {
+		code, out, errOut := runCLI(t, "snapshot", "diff", a, b, "-o", format)
+		wantExit(t, "diff "+format, code, 0, out, errOut)
+		mustContain(t, "diff "+format, out, "keyauth_credentials", "jwt_secrets")
+		for _, s := range []string{secret, jwtKey, "jwt-hmac-s3cret"} {
+			if strings.Contains(out+errOut, s) {
+				t.Errorf("diff -o %s prints the credential %q:\n%s%s", format, s, out, errOut)
+			}
+		}
+	}
 }

@@ -172,8 +172,11 @@ func (l labeler) row(coll, id string) map[string]any {
 	return nil
 }
 
+// name is the field that names an entity in a diff. A credential's "key"
+// (key-auth's API key, a JWT secret's key) is a secret and never a name:
+// such entities are shown by id.
 func (l labeler) name(coll string, row map[string]any) string {
-	for _, f := range []string{"name", "username", "custom_id", "target", "key"} {
+	for _, f := range []string{"name", "username", "custom_id", "target"} {
 		if s, ok := row[f].(string); ok && s != "" {
 			return s
 		}
