@@ -71,8 +71,9 @@ func TestChildExitsBeforeReady(t *testing.T) {
 }
 
 func TestChildStopEscalatesToKill(t *testing.T) {
-	// The ready file ($2) says the trap is installed.
-	c, err := startChild(shCommand(`trap '' TERM; echo '{}' > "$2"; while :; do sleep 0.01; done`), t.TempDir(), "dp-1", "data_plane", nil)
+	// The ready file ($2) says the trap is installed. It is renamed into
+	// place like serve's: written in place, waitReady could read it empty.
+	c, err := startChild(shCommand(`trap '' TERM; echo '{}' > "$2.tmp" && mv "$2.tmp" "$2"; while :; do sleep 0.01; done`), t.TempDir(), "dp-1", "data_plane", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
