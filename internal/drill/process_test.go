@@ -20,9 +20,10 @@ func shCommand(script string) CommandFunc {
 
 func TestChildReadyAndStop(t *testing.T) {
 	dir := t.TempDir()
-	// Writes its ready file the way serve cp does (temporary file, rename),
-	// then waits for SIGTERM.
-	script := `echo starting; printf '{"pid":%d,"admin_listen":["127.0.0.1:1"],"status_listen":["127.0.0.1:2"],"cluster_listen":"127.0.0.1:3"}' $$ > "$3.tmp" && mv "$3.tmp" "$3"; trap 'echo bye; exit 0' TERM; while :; do sleep 0.01; done`
+	// Installs its SIGTERM handler, writes its ready file the way serve cp
+	// does (temporary file, rename), then waits for SIGTERM. (With the trap
+	// after the ready file, a SIGTERM sent at once killed the shell.)
+	script := `echo starting; trap 'echo bye; exit 0' TERM; printf '{"pid":%d,"admin_listen":["127.0.0.1:1"],"status_listen":["127.0.0.1:2"],"cluster_listen":"127.0.0.1:3"}' $$ > "$3.tmp" && mv "$3.tmp" "$3"; while :; do sleep 0.01; done`
 	c, err := startChild(shCommand(script), dir, "cp-1", "control_plane", []string{"x"})
 	if err != nil {
 		t.Fatal(err)
