@@ -16,14 +16,19 @@ import (
 	"time"
 
 	"github.com/kongfb/kongfb/internal/cp/cluster/clustertest"
+	"github.com/kongfb/kongfb/internal/dp"
 	"github.com/kongfb/kongfb/pkg/cluster"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // Propagation benchmarks: the time from the start of an Admin API write
 // (POST /services/bench/routes) to every data plane serving the new route,
 // on a configuration of benchRoutes routes. The CP is a real `serve cp`
 // (SQLite, Admin API, cluster listener); "real" DPs are `serve dp --cp`
-// with proxy listeners, polled until the route answers 200; light DPs
+// with proxy listeners: one counts from the moment its node starts serving
+// a configuration with the route, confirmed by a request through its proxy
+// answering 200 (polling each real DP every millisecond instead cost ~1,000
+// requests a second per DP of the CPU the DPs share); light DPs
 // (clustertest) receive and decode every push, and in the full-apply case
 // also parse and apply it like a DP, but have no listener. Everything shares
 // this process and the machine's cores.
@@ -48,6 +53,9 @@ func BenchmarkPropagation(b *testing.B) {
 	// Diagnostic: the 47 clients only read each frame off the connection
 	// (no gunzip), which isolates the CP's fan-out from the clients' work.
 	b.Run("N=50-frame-only", func(b *testing.B) { benchPropagation(b, 3, 47, lightFrameOnly) })
+	// Diagnostic: the three real DPs alone, what every N = 50 case carries
+	// on top of N = 1 before any sync client is added.
+	b.Run("N=3-real", func(b *testing.B) { benchPropagation(b, 3, 0, lightApply) })
 }
 
 // What the in-process light DPs do with each push.
@@ -86,8 +94,9 @@ func benchCP(b *testing.B) (serveCPAddrs, cluster.TLSOptions) {
 	return serveCPAddrs{}, tlsOpts
 }
 
-// benchDP runs `serve dp --cp` and returns its proxy address.
-func benchDP(b *testing.B, cpAddr string, tlsOpts cluster.TLSOptions) string {
+// benchDP runs `serve dp --cp` and returns its proxy address; onServe
+// (may be nil) gets the node's serve events.
+func benchDP(b *testing.B, cpAddr string, tlsOpts cluster.TLSOptions, onServe func(url string, ev dp.ServeEvent)) string {
 	b.Helper()
 	o := serveDPOptions{
 		ProxyListen: "127.0.0.1:0", StatusListen: "127.0.0.1:0",
@@ -99,8 +108,17 @@ func benchDP(b *testing.B, cpAddr string, tlsOpts cluster.TLSOptions) string {
 		Prefix: filepath.Join(b.TempDir(), "dp"),
 		Logger: slog.New(slog.DiscardHandler),
 	}
+	var url atomic.Value // string, set once the proxy is bound
+	url.Store("")
+	if onServe != nil {
+		o.onServe = func(ev dp.ServeEvent) {
+			if u := url.Load().(string); u != "" {
+				onServe(u, ev)
+			}
+		}
+	}
 	ready := make(chan serveDPAddrs, 1)
-	o.Ready = func(a serveDPAddrs) { ready <- a }
+	o.Ready = func(a serveDPAddrs) { url.Store("http://" + a.Proxy[0]); ready <- a }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServeDP(ctx, o) }()
@@ -197,9 +215,23 @@ func benchPropagation(b *testing.B, nReal, nLight int, mode lightMode) {
 		light = append(light, clustertest.Start(b, addrs.Cluster, tlsOpts, clustertest.Options{OnApplied: onApplied,
 			RecvOnly: mode == lightDecode, FrameOnly: mode == lightFrameOnly}))
 	}
+	// A real DP that starts serving a configuration with the pending
+	// route is confirmed by one request through its proxy (off the
+	// node's apply lock).
+	onServe := func(u string, ev dp.ServeEvent) {
+		p := cur.Load()
+		if p == nil || !ev.Changed || !configHasRoute(ev.Config, p.route) {
+			return
+		}
+		go func() {
+			if benchServes(u+"/"+p.route, 200, 30*time.Second) {
+				p.done(u, time.Time{})
+			}
+		}()
+	}
 	var real []string
 	for i := 0; i < nReal; i++ {
-		real = append(real, benchDP(b, addrs.Cluster, tlsOpts))
+		real = append(real, benchDP(b, addrs.Cluster, tlsOpts, onServe))
 	}
 	// Every DP holds the initial config (the service, no route) first.
 	deadline := time.Now().Add(30 * time.Second)
@@ -244,13 +276,6 @@ func benchPropagation(b *testing.B, nReal, nLight int, mode lightMode) {
 				p.done(d, time.Time{})
 			}
 		}
-		for _, u := range real {
-			go func(u string) {
-				if benchServes(u+"/"+name, 200, 30*time.Second) {
-					p.done(u, time.Time{})
-				}
-			}(u)
-		}
 		select {
 		case <-p.all:
 		case <-time.After(30 * time.Second):
@@ -270,6 +295,19 @@ func benchPropagation(b *testing.B, nReal, nLight int, mode lightMode) {
 		pct(b, recvLat, "light-received-")
 	}
 	b.ReportMetric(0, "ns/op") // the wall time per op says nothing here
+}
+
+// configHasRoute reports whether cfg holds a route named name.
+func configHasRoute(cfg *config.Config, name string) bool {
+	if cfg == nil {
+		return false
+	}
+	for _, r := range cfg.Routes {
+		if r.Name != nil && *r.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // benchRoutes is the size of the benchmark's configuration (routes).

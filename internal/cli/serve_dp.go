@@ -75,6 +75,10 @@ type serveDPOptions struct {
 	// configuration is applied, with the bound addresses (tests listen on
 	// port 0 and learn the ports here).
 	Ready func(serveDPAddrs)
+	// onServe, if set (benchmarks), is also called with every configuration
+	// the node starts serving, under the node's apply lock: it must not
+	// block.
+	onServe func(dp.ServeEvent)
 	// ReadyFile (--ready-file), if set, is written atomically with the
 	// bound addresses (JSON) at the same moment, for a parent process
 	// that started this one on port 0 (`kongfb drill`).
@@ -419,6 +423,9 @@ func runServeDP(ctx context.Context, o serveDPOptions) error {
 				if ev.Changed && hy != nil {
 					persistFallback(hy.cache, ev, log, node)
 				}
+			}
+			if o.onServe != nil {
+				o.onServe(ev)
 			}
 		},
 		Stats: func() dp.ServerStats {
