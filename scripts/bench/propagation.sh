@@ -8,13 +8,15 @@
 #      --rounds R runs every case R times, interleaved (N=1, N=50, ..., N=1,
 #      N=50, ...), and prints each round's N=50 p99 / N=1 p99: the p99 of
 #      300 writes is their fourth-largest, and one busy second moves it.
-#        N=1             one real `serve dp --cp`, polled until the route is 200
+#        N=1             one real `serve dp --cp`: from its apply event, confirmed
+#                        by a request through its proxy answering 200
 #        N=50            3 real DPs + 47 light sync clients (receive, gunzip,
 #                        decode; the setup)
 #        N=50-full-apply 3 real DPs + 47 light DPs that also parse and apply
 #                        every push (50 applies share this machine's 2 cores)
 #        N=50-frame-only 3 real DPs + 47 clients that only read each frame
 #                        (diagnostic: the CP's fan-out without client work)
+#        N=3-real        the 3 real DPs alone (diagnostic)
 #   2. BenchmarkLargeConfig (internal/cp/cluster): 10,000 routes; CP export
 #      time, frame size, DP decode+parse+apply, write -> applied, DP heap.
 #   3. Separate processes: `kongfb serve cp` + `kongfb serve dp --cp`, a
@@ -34,7 +36,7 @@ WRITES=${BENCH_WRITES:-300}
 ROUNDS=${BENCH_ROUNDS:-3}
 SKIP_GO=""
 SKIP_PROC=""
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --writes) WRITES=$2; shift 2 ;;
