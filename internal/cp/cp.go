@@ -20,6 +20,7 @@ import (
 	"github.com/kongfb/kongfb/internal/cp/cluster"
 	"github.com/kongfb/kongfb/internal/cp/store"
 	wire "github.com/kongfb/kongfb/pkg/cluster"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // DefaultShutdownTimeout bounds how long Serve waits for in-flight Admin API
@@ -83,6 +84,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	// One Reparser for the push loop and GET /config: both parse the
+	// same stored rows, and a large configuration is then kept once.
+	parser := &config.Reparser{}
 	var cs *cluster.Server
 	mount := map[string]http.Handler{}
 	for p, h := range opts.Mount {
@@ -91,6 +95,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Cluster != nil {
 		co := *opts.Cluster
 		co.Store = opts.Store
+		if co.Parser == nil {
+			co.Parser = parser
+		}
 		if co.Logger == nil {
 			co.Logger = opts.Logger
 		}
@@ -117,6 +124,7 @@ func New(opts Options) (*Server, error) {
 		Configuration: opts.Configuration,
 		Stats:         stats,
 		Mount:         mount,
+		Parser:        parser,
 	})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kongfb/kongfb/internal/cp/store"
+	"github.com/kongfb/kongfb/pkg/config"
 )
 
 // Options configure a Handler.
@@ -49,6 +50,11 @@ type Options struct {
 	// the entity API (e.g. "/clustering/" for the data-plane registry). The
 	// prefix must start and end with "/".
 	Mount map[string]http.Handler
+	// Parser turns the stored rows into the configuration for GET /config
+	// and POST /config?check_hash, reusing the rows unchanged since its
+	// last parse. A control plane shares it with its push loop, so each
+	// entity is kept once; nil: the handler's own.
+	Parser *config.Reparser
 }
 
 // Handler serves the Admin API.
@@ -70,6 +76,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Parser == nil {
+		opts.Parser = &config.Reparser{}
 	}
 	if opts.Hostname == "" {
 		opts.Hostname, _ = os.Hostname()

@@ -18,12 +18,12 @@ import (
 // error response: an empty document would look like "delete everything" to
 // whoever loads it.
 func (h *Handler) getConfig(w http.ResponseWriter, r *http.Request) {
-	snap, err := h.store.Export(r.Context())
+	snap, err := h.store.ExportRaw(r.Context())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	cfg, err := config.FromEntities(snap.Collections)
+	cfg, err := h.storedConfig(snap)
 	if err != nil {
 		h.log.Error("admin api: stored configuration does not convert to an export", "err", err)
 		writeJSON(w, http.StatusInternalServerError, message{"stored configuration is inconsistent: " + err.Error()})
@@ -156,14 +156,22 @@ func configRows(cfg *config.Config) map[string][]store.Row {
 	return out
 }
 
+// storedConfig is the configuration the stored rows make (what
+// config.FromEntities gives for them decoded), parsed by the shared
+// Reparser: on a large configuration only the rows changed since the last
+// parse are decoded and validated again.
+func (h *Handler) storedConfig(snap *store.RawSnapshot) (*config.Config, error) {
+	return h.opts.Parser.ParseJSON(snap.Document(), "stored configuration")
+}
+
 // sameAsStored compares Kong config hashes of the stored and the new
 // configuration (POST /config?check_hash=1 answers 304 when equal).
 func (h *Handler) sameAsStored(r *http.Request, cfg *config.Config) (bool, error) {
-	snap, err := h.store.Export(r.Context())
+	snap, err := h.store.ExportRaw(r.Context())
 	if err != nil {
 		return false, err
 	}
-	cur, err := config.FromEntities(snap.Collections)
+	cur, err := h.storedConfig(snap)
 	if err != nil {
 		return false, nil
 	}

@@ -53,6 +53,10 @@ type Options struct {
 	// RetryMin and RetryMax bound the backoff after a failed export.
 	RetryMin, RetryMax time.Duration
 	Logger             *slog.Logger
+	// Parser turns the stored rows into the configuration on every export,
+	// reusing the rows unchanged since its last parse; a control plane
+	// shares it with the Admin API's GET /config. nil: the server's own.
+	Parser *config.Reparser
 	// OnExport, if set, is called from the push loop after every successful
 	// export with the validated configuration (disabled entities dropped,
 	// as pushed) and its config_hash; the fallback exporter of `serve cp
@@ -100,9 +104,6 @@ type Server struct {
 
 	exports, exportErrors, pushes, sends atomic.Uint64
 
-	// parser turns the stored rows into the configuration on every export,
-	// reusing the rows unchanged since the previous one (push loop only).
-	parser config.Reparser
 	// plugins is opts.Plugins with the versions parsed, for the per-push
 	// plugin checks.
 	plugins *wire.PluginSet
@@ -145,6 +146,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.Parser == nil {
+		opts.Parser = &config.Reparser{}
 	}
 	if opts.RetryMax < opts.RetryMin {
 		opts.RetryMax = max(DefaultRetryMax, opts.RetryMin)
@@ -312,7 +316,7 @@ func (s *Server) pushLoop(ctx context.Context) {
 	for {
 		if pending {
 			pending = false
-			p, cfg, err := exportPayload(ctx, s.opts.Store, &s.parser, s.opts.MaxPayload)
+			p, cfg, err := exportPayload(ctx, s.opts.Store, s.opts.Parser, s.opts.MaxPayload)
 			if ctx.Err() != nil {
 				return
 			}
